@@ -1,0 +1,1 @@
+"""Flax Linen networks of AttnGAN (NHWC, word features (B, T, D))."""

@@ -1,0 +1,135 @@
+"""Building blocks shared by every AttnGAN network.
+
+Conventions used throughout ``attngan_jax.models``:
+
+* Images are NHWC inside the library (the original is NCHW; converters and parity tests transpose).
+* Word features are ``(B, T, D)`` (channels last); the original uses ``(B, D, T)``.
+* Every module with BatchNorm takes ``train: bool`` in ``__call__``: ``True`` uses batch
+  statistics and updates the ``batch_stats`` collection (call ``apply`` with
+  ``mutable=["batch_stats"]``), ``False`` uses the running statistics.
+* ``dtype`` fields are the computation dtype (``jnp.bfloat16`` for mixed precision); parameters are
+  always float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+Array = jax.Array
+
+
+class BatchNorm(nn.Module):
+    """PyTorch-semantics batch normalisation (``nn.BatchNorm1d/2d``).
+
+    Normalises over every axis but the last. Differences from ``flax.linen.BatchNorm`` that matter
+    for parity with the original training run: ``momentum`` is PyTorch's (weight of the *new*
+    statistic, 0.1), and the running variance is updated with the *unbiased* batch variance, while
+    the batch itself is normalised with the biased one.
+
+    Batch statistics are plain means over the batch axis, so under ``jax.jit`` with a batch sharded
+    over a ``Mesh`` they are statistics of the *global* batch (XLA inserts the all-reduce).
+
+    Attributes:
+        epsilon: added to the variance (1e-5 in G/D, 1e-3 in Inception).
+        momentum: PyTorch momentum for the running statistics.
+        dtype: computation dtype of the output.
+    """
+
+    epsilon: float = 1e-5
+    momentum: float = 0.1
+    dtype: Dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        """Normalises ``x`` (B, ..., C) over all axes but the channel axis."""
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        reduce_axes = tuple(range(x.ndim - 1))
+        if train:
+            xf = x.astype(jnp.float32)
+            mean = jnp.mean(xf, axis=reduce_axes)
+            var = jnp.mean(jnp.square(xf - mean), axis=reduce_axes)  # biased, as torch
+            if not self.is_initializing():
+                n = 1
+                for a in reduce_axes:
+                    n *= x.shape[a]
+                unbiased = var * (n / max(n - 1, 1))
+                m = self.momentum
+                ra_mean.value = (1 - m) * ra_mean.value + m * mean
+                ra_var.value = (1 - m) * ra_var.value + m * unbiased
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        mul = scale * jax.lax.rsqrt(var + self.epsilon)
+        dtype = self.dtype or x.dtype
+        y = x.astype(jnp.float32) * mul + (bias - mean * mul)
+        return y.astype(dtype)
+
+
+def glu(x: Array) -> Array:
+    """Gated linear unit over the channel (last) axis: ``x[..., :C/2] * sigmoid(x[..., C/2:])``."""
+    c = x.shape[-1] // 2
+    return x[..., :c] * jax.nn.sigmoid(x[..., c:])
+
+
+def upsample_nearest2x(x: Array) -> Array:
+    """Nearest-neighbour ×2 upsampling of NHWC images: ``out[y, x] = in[y // 2, x // 2]``."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def conv(
+    features: int,
+    kernel: int | Sequence[int],
+    stride: int = 1,
+    padding: int | Sequence[tuple[int, int]] = 0,
+    use_bias: bool = False,
+    dtype: Dtype | None = None,
+    name: str | None = None,
+    kernel_init: Any = nn.initializers.orthogonal(),
+) -> nn.Conv:
+    """A ``flax.linen.Conv`` with PyTorch-style explicit symmetric padding.
+
+    Args:
+        features: output channels.
+        kernel: kernel size (int or (kh, kw)).
+        stride: stride in both spatial axes.
+        padding: int (same on every side) or explicit ((top, bottom), (left, right)).
+        use_bias: whether the conv has a bias (the reference's conv3x3/conv1x1 do not).
+        dtype: computation dtype.
+        name: module name (mirrors the torch key, see ``attngan_jax.convert``).
+        kernel_init: initialiser (the reference's ``weights_init`` is orthogonal).
+
+    Returns:
+        The conv module.
+    """
+    ks = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+    pad = ((padding, padding), (padding, padding)) if isinstance(padding, int) else tuple(padding)
+    return nn.Conv(
+        features,
+        ks,
+        strides=(stride, stride),
+        padding=pad,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=kernel_init,
+        name=name,
+    )
+
+
+def conv3x3(features: int, dtype: Dtype | None = None, name: str | None = None) -> nn.Conv:
+    """3×3 conv, stride 1, padding 1, no bias (the reference's ``conv3x3``)."""
+    return conv(features, 3, 1, 1, dtype=dtype, name=name)
+
+
+def conv1x1(features: int, dtype: Dtype | None = None, name: str | None = None) -> nn.Conv:
+    """1×1 conv, no bias (the reference's ``conv1x1``)."""
+    return conv(features, 1, 1, 0, dtype=dtype, name=name)
