@@ -26,7 +26,7 @@ _RUNNERS: dict[str, Callable[[dict, dict, str], list[Check]]] = {}
 _MODULES = {
     "rnn_encoder": "attngan_jax.parity.text",
     "g_net": "attngan_jax.parity.gan",
-    "d_net": "attngan_jax.parity.gan",
+    "d_net": "attngan_jax.parity.disc",
     "damsm_losses": "attngan_jax.parity.losses",
     "gan_losses": "attngan_jax.parity.losses",
     "cnn_encoder": "attngan_jax.parity.inception",
