@@ -1,0 +1,288 @@
+"""TFDS builders that serialise a :class:`~attngan_jax.data.base.Source` to ArrayRecord.
+
+TFDS 4.9.10 generates ``file_format="array_record"`` datasets without TensorFlow as long as no
+feature needs a TF op at encode time. The one that does is ``tfds.features.Image`` given a numpy
+array (it calls ``tf.image.encode_png``), so the generator encodes images itself with PIL and hands
+TFDS the encoded bytes, which it stores untouched. Reading
+(``builder_from_directory(...).as_data_source``) decodes with PIL, also without TensorFlow.
+
+On-disk result (``<data_dir>/attngan_<dataset>/1.0.0/``)::
+
+    attngan_<dataset>-<split>.array_record-0000i-of-0000n  serialized tf.train.Example records
+    dataset_info.json, features.json   TFDS metadata (split sizes, feature spec)
+    metadata.json                      {"dataset", "n_words", "positional_captions"}
+    vocab.json                         Vocabulary.save(...) of the source
+
+Features of one record (one image with all of its captions):
+
+* ``image``: encoded PNG (default, lossless) or JPEG bytes of the already-cropped RGB image.
+* ``tokens``: (sum of caption lengths,) int32, all captions concatenated in file order.
+* ``cap_lens``: (K,) int32, the length of each caption; caption j is
+  ``tokens[cumsum[j-1]:cumsum[j]]``.
+* ``class_id``: int32; ``key``: the source's key string.
+
+Records keep the source order (``disable_shuffling=True``), so a record's index is its position in
+the split. TFDS writes everything into ``attngan_<dataset>/incomplete.*`` and renames it into place
+only after the last split and ``dataset_info.json`` are written; an exception removes the temporary
+directory, and a killed process leaves only an ``incomplete.*`` directory, which neither TFDS nor
+:func:`is_prepared` takes for a dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from attngan_jax.data.base import Source
+
+VERSION = "1.0.0"
+VOCAB_FILENAME = "vocab.json"
+# Datasets whose captions describe left/right positions: flips and crops would contradict them.
+POSITIONAL_DATASETS = ("shapes",)
+
+
+def encode_image(image: np.ndarray, image_format: str = "png") -> bytes:
+    """Encodes an RGB image with PIL.
+
+    Args:
+        image: (H, W, 3) uint8.
+        image_format: ``'png'`` (lossless) or ``'jpeg'`` (quality 95).
+
+    Returns:
+        The encoded bytes.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected a (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
+    buf = io.BytesIO()
+    if image_format == "png":
+        Image.fromarray(image).save(buf, format="PNG")
+    elif image_format == "jpeg":
+        Image.fromarray(image).save(buf, format="JPEG", quality=95)
+    else:
+        raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+    return buf.getvalue()
+
+
+def features(image_format: str = "png") -> tfds.features.FeaturesDict:
+    """The record feature spec (see the module docstring)."""
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
+            "tokens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            "cap_lens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            "class_id": tfds.features.Scalar(dtype=np.int32),
+            "key": tfds.features.Text(),
+        }
+    )
+
+
+class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Generic builder: writes the splits of the source returned by ``source_factory``.
+
+    Use :func:`builder_class` to get a subclass named ``attngan_<dataset>`` (TFDS takes the dataset
+    directory name from the class).
+    """
+
+    VERSION = tfds.core.Version(VERSION)
+    RELEASE_NOTES = {str(VERSION): "Initial release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Point --manual_dir at the original dataset tree (see attngan_jax/data/original.py and "
+        "attngan_jax/data/custom.py for the expected layouts)."
+    )
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> None:
+        """No code-side files (checksums, README).
+
+        Returning None also keeps TFDS from touching ``importlib_resources``, which TFDS 4.9.10
+        imports lazily but does not install.
+        """
+        return None
+
+    def __init__(
+        self,
+        *,
+        source_factory: Callable[[], Source] | None = None,
+        image_format: str = "png",
+        progress: bool = False,
+        **kwargs: Any,
+    ):
+        """Creates the builder.
+
+        Args:
+            source_factory: ``() -> Source``; only needed to generate (not to read).
+            image_format: ``'png'`` or ``'jpeg'`` encoding of the stored images.
+            progress: show a tqdm bar with the split size as total while generating.
+            **kwargs: forwarded to ``tfds.core.GeneratorBasedBuilder`` (``data_dir``, ...).
+        """
+        self._source_factory = source_factory
+        self._image_format = image_format
+        self._progress = progress
+        self._source: Source | None = None
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        dataset = self.name.removeprefix("attngan_")
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"AttnGAN '{dataset}' images with all their captions as word ids.",
+            features=features(self._image_format),
+            disable_shuffling=True,  # record index == position in the source's split
+            metadata=tfds.core.MetadataDict(
+                dataset=dataset, positional_captions=dataset in POSITIONAL_DATASETS
+            ),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        if self._source_factory is None:
+            raise ValueError(f"{self.name}: a source_factory is needed to generate the dataset")
+        del dl_manager  # nothing is downloaded; the factory knows the manual directory
+        self._source = self._source_factory()
+        vocab = self._source.vocabulary()
+        # self.data_dir is the temporary `incomplete` directory here: the vocabulary is renamed into
+        # place together with the records.
+        vocab.save(os.path.join(self.data_dir, VOCAB_FILENAME))
+        self.info.metadata["n_words"] = len(vocab.ixtoword)
+        return {split: self._generate_examples(split) for split in self._source.splits()}
+
+    def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        examples = self._source.examples(split)
+        if self._progress:
+            from tqdm import tqdm
+
+            examples = tqdm(
+                examples, total=self._source.num_examples(split), desc=f"{self.name}/{split}"
+            )
+        for ex in examples:
+            lens = [len(c) for c in ex.captions]
+            if not lens or min(lens) == 0:
+                raise ValueError(f"{ex.key}: every image needs at least one non-empty caption")
+            tokens = np.concatenate([np.asarray(c, np.int64) for c in ex.captions])
+            if tokens.min() < 0 or tokens.max() > np.iinfo(np.int32).max:
+                raise ValueError(f"{ex.key}: word ids out of int32 range")
+            yield (
+                ex.key,
+                {
+                    "image": encode_image(ex.image, self._image_format),
+                    "tokens": tokens.astype(np.int32),
+                    "cap_lens": np.asarray(lens, np.int32),
+                    "class_id": np.int32(ex.class_id),
+                    "key": ex.key,
+                },
+            )
+
+
+def builder_class(dataset: str) -> type[AttnganBuilder]:
+    """A builder class whose TFDS name (and directory) is ``attngan_<dataset>``."""
+    cls_name = "Attngan" + "".join(part.capitalize() for part in dataset.split("_"))
+    return types.new_class(
+        cls_name,
+        (AttnganBuilder,),
+        {"skip_registration": True},
+        lambda ns: ns.update({"name": f"attngan_{dataset}", "__module__": __name__}),
+    )
+
+
+def _default_factory(
+    dataset: str, manual_dir: str | None, **source_kwargs: Any
+) -> Callable[[], Source]:
+    """``() -> Source`` for the four known datasets."""
+
+    def need() -> str:
+        if not manual_dir:
+            raise ValueError(f"dataset {dataset!r} needs --manual_dir (the original data tree)")
+        return manual_dir
+
+    def factory() -> Source:
+        if dataset == "birds":
+            from attngan_jax.data.original import CUBSource
+
+            return CUBSource(need(), **source_kwargs)
+        if dataset == "coco":
+            from attngan_jax.data.original import COCOSource
+
+            return COCOSource(need(), **source_kwargs)
+        if dataset == "custom":
+            from attngan_jax.data.custom import CustomFolderSource
+
+            return CustomFolderSource(need(), **source_kwargs)
+        if dataset == "shapes":
+            from attngan_jax.data.shapes import ShapesSource
+
+            return ShapesSource(**source_kwargs)
+        raise ValueError(f"unknown dataset {dataset!r} (birds, coco, custom, shapes)")
+
+    return factory
+
+
+DATASETS = ("birds", "coco", "custom", "shapes")
+
+
+def dataset_dir(data_dir: str, dataset: str) -> str:
+    """Where :func:`prepare` puts ``dataset``: ``<data_dir>/attngan_<dataset>/<VERSION>``."""
+    return os.path.join(data_dir, f"attngan_{dataset}", VERSION)
+
+
+def is_prepared(path: str) -> bool:
+    """Whether ``path`` is a completely generated dataset directory."""
+    return os.path.isfile(os.path.join(path, "dataset_info.json")) and os.path.isfile(
+        os.path.join(path, VOCAB_FILENAME)
+    )
+
+
+def prepare(
+    dataset: str,
+    data_dir: str,
+    manual_dir: str | None = None,
+    *,
+    source: Source | None = None,
+    image_format: str = "png",
+    overwrite: bool = False,
+    progress: bool = False,
+    **source_kwargs: Any,
+) -> str:
+    """Generates (or reuses) the ArrayRecord dataset of ``dataset``.
+
+    Args:
+        dataset: ``birds``, ``coco``, ``custom`` or ``shapes`` (any name when ``source`` is given).
+        data_dir: root directory for prepared datasets.
+        manual_dir: the original files (CUB/COCO tree, custom caption folder); unused for shapes.
+        source: a ready :class:`Source` to serialise instead of the default one for ``dataset``.
+        image_format: ``'png'`` (lossless, default) or ``'jpeg'``.
+        overwrite: regenerate even if a complete dataset exists.
+        progress: tqdm bar per split.
+        **source_kwargs: forwarded to the source constructor.
+
+    Returns:
+        The dataset directory (``<data_dir>/attngan_<dataset>/1.0.0``) for ``make_loader``.
+    """
+    if source is not None:
+        factory = lambda: source  # noqa: E731
+    else:
+        factory = _default_factory(dataset, manual_dir, **source_kwargs)
+    builder = builder_class(dataset)(
+        data_dir=data_dir,
+        source_factory=factory,
+        image_format=image_format,
+        progress=progress,
+    )
+    mode = tfds.download.GenerateMode
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            download_mode=mode.REUSE_DATASET_IF_EXISTS if not overwrite else mode.FORCE_REDOWNLOAD,
+        ),
+    )
+    path = os.fspath(builder.data_path)
+    if not is_prepared(path):
+        raise RuntimeError(f"dataset generation finished but {path} is incomplete")
+    return path
