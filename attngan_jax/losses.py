@@ -1,0 +1,325 @@
+"""AttnGAN losses (``code/miscc/losses.py``, ref. §8): DAMSM word/sentence losses, GAN losses, KL.
+
+Pure functions with explicit arguments (no config objects), so a training step composes them in
+one jitted function. Layouts follow the library: region features ``(B, h, w, D)``, word features
+``(B, T, D)`` with any ``T >= max(cap_lens)`` (positions ``t >= cap_lens[b]`` are ignored).
+
+Faithful choices (ref. §16.6, §16.7, §16.18):
+
+* ``words_loss`` omits the ``1/γ2`` exponent of paper Eq. (10), as the code does.
+* The DAMSM losses are batch means (paper: sums); the D loss has the mismatched-pair term and the
+  (real)/2 + (fake + wrong)/3 weights; the G adversarial loss has no ½ factors (paper Eq. 4/5).
+* BCE is computed from logits with ``log_sigmoid``, clamped at −100 like modern ``nn.BCELoss``.
+  PyTorch 0.3 used ``log(p + 1e-12)`` instead; the two differ only when D saturates
+  (|logit| ≳ 20), by at most ~1e-12/p, and never produce inf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from attngan_jax.types import Array, PyTree
+
+_EPS = 1e-8  # cosine-similarity clamp of the original
+
+
+def _safe_norm(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
+    """L2 norm whose gradient at 0 is 0 (as ``torch.norm``), not NaN."""
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=keepdims)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def cosine_similarity(x1: Array, x2: Array, axis: int = -1, eps: float = _EPS) -> Array:
+    """``sum(x1 * x2) / max(|x1| * |x2|, eps)`` along ``axis`` (ref. §8.1; broadcasting inputs)."""
+    num = jnp.sum(x1 * x2, axis=axis)
+    return num / jnp.maximum(_safe_norm(x1, axis) * _safe_norm(x2, axis), eps)
+
+
+def class_mask(class_ids: Array) -> Array:
+    """``M[i, j] = class_ids[i] == class_ids[j] and i != j`` (B, B) bool (ref. §8.2)."""
+    b = class_ids.shape[0]
+    same = class_ids[:, None] == class_ids[None, :]
+    return same & ~jnp.eye(b, dtype=bool)
+
+
+def _masked_ce_pair(scores: Array, class_ids: Array | None) -> tuple[Array, Array]:
+    """Cross-entropies of a (B, B) score matrix with the diagonal as labels, both directions.
+
+    Same-class off-diagonal pairs are set to −inf (``where``: no gradient flows to them); CE is
+    ``logsumexp(row) − row[label]`` (a one-hot product would give 0·(−inf) = NaN).
+
+    Returns:
+        ``(loss0, loss1)``: mean CE over rows of ``scores`` and of ``scores.T``.
+    """
+    if class_ids is not None:
+        scores = jnp.where(class_mask(jnp.asarray(class_ids)), -jnp.inf, scores)
+    diag = jnp.diagonal(scores)  # (B,)
+    loss0 = jnp.mean(jax.nn.logsumexp(scores, axis=1) - diag)
+    loss1 = jnp.mean(jax.nn.logsumexp(scores, axis=0) - diag)
+    return loss0, loss1
+
+
+def sent_loss(
+    cnn_code: Array, sent_emb: Array, class_ids: Array | None, gamma3: float
+) -> tuple[Array, Array]:
+    """DAMSM sentence loss (paper Eq. 11-13 with Q = image, D = sentence vectors; ref. §8.3).
+
+    Args:
+        cnn_code: global image features (B, D).
+        sent_emb: sentence embeddings (B, D).
+        class_ids: (B,) int class ids for masking same-class pairs, or None.
+        gamma3: GAMMA3 (10).
+
+    Returns:
+        ``(loss0, loss1)``: each image picks its sentence / each sentence picks its image (means).
+    """
+    scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])  # (B, B)
+    return _masked_ce_pair(scores.astype(jnp.float32), class_ids)
+
+
+def word_mask(cap_lens: Array, t: int) -> Array:
+    """``(B, T)`` bool, True at *valid* word positions ``t < cap_lens[b]``."""
+    return jnp.arange(t)[None, :] < jnp.asarray(cap_lens)[:, None]
+
+
+def pairwise_word_region_attention(
+    img_features: Array, words_emb: Array, valid: Array, gamma1: float
+) -> tuple[Array, Array]:
+    """DAMSM attention (``func_attention``, ref. §5.2) for every (image b, caption i) pair at once.
+
+    Args:
+        img_features: region features (B, h, w, D).
+        words_emb: word features (B, T, D).
+        valid: (B, T) bool, True at real words.
+        gamma1: GAMMA1 (4 birds).
+
+    Returns:
+        ``(context, attn)``: ``context[b, i, t]`` (B, B, T, D) is the region-context vector of word
+        t of caption i in image b (Eq. 9); ``attn[b, i, t]`` (B, B, T, h*w) the attention of that
+        word over image b's regions. Rows of padded words are finite but meaningless.
+    """
+    bsz, h, w, d = img_features.shape
+    regions = img_features.reshape(bsz, h * w, d)  # (B, L, D)
+    s = jnp.einsum("bld,itd->bilt", regions, words_emb)  # (B, B, L, T), Eq. (7)
+    s = jnp.where(valid[None, :, None, :], s, -jnp.inf)
+    s = jax.nn.softmax(s, axis=-1)  # over words, Eq. (8)
+    s = jnp.swapaxes(s, -1, -2) * gamma1  # (B, B, T, L)
+    attn = jax.nn.softmax(s, axis=-1)  # over regions, Eq. (9)
+    context = jnp.einsum("bitl,bld->bitd", attn, regions)  # (B, B, T, D)
+    return context, attn
+
+
+def words_loss(
+    img_features: Array,
+    words_emb: Array,
+    cap_lens: Array,
+    class_ids: Array | None,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+) -> tuple[Array, Array, Array]:
+    """DAMSM word loss (paper Eq. 7-10 and 11-13 with the word-level score; ref. §8.4).
+
+    Vectorised over all (image, caption) pairs; padded words get −inf before the softmax over
+    words and are left out of the log-sum-exp of Eq. (10), so they change nothing.
+
+    Args:
+        img_features: region features (B, h, w, D) (17×17 from the DAMSM image encoder).
+        words_emb: word features (B, T, D), T >= max(cap_lens).
+        cap_lens: (B,) caption lengths, each >= 1.
+        class_ids: (B,) class ids for masking, or None.
+        gamma1: GAMMA1 (4 birds), sharpness of the attention over regions, Eq. (9).
+        gamma2: GAMMA2 (5), weight of the word scores in Eq. (10).
+        gamma3: GAMMA3 (10), smoothing of the posterior, Eq. (11).
+
+    Returns:
+        ``(loss0, loss1, att_maps)``: mean CEs (images pick captions / captions pick images) and
+        ``att_maps`` (B, T, h, w), the attention of caption i's words over *its own* image i
+        (zero at padded words).
+    """
+    bsz, h, w, _ = img_features.shape
+    t = words_emb.shape[1]
+    valid = word_mask(cap_lens, t)  # (B, T)
+    context, attn = pairwise_word_region_attention(img_features, words_emb, valid, gamma1)
+    r = cosine_similarity(words_emb[None, :, :, :], context)  # (B, B, T): R(c_t, e_t)
+    # Eq. (10) without the 1/γ2 exponent: R[b, i] = log Σ_t exp(γ2 r[b, i, t]) over real words.
+    rr = jnp.where(valid[None, :, :], gamma2 * r, -jnp.inf)
+    scores = gamma3 * jax.nn.logsumexp(rr, axis=-1)  # (B, B): rows images, columns captions
+    loss0, loss1 = _masked_ce_pair(scores.astype(jnp.float32), class_ids)
+    own = attn[jnp.arange(bsz), jnp.arange(bsz)]  # (B, T, L): caption i over image i
+    att_maps = jnp.where(valid[:, :, None], own, 0.0).reshape(bsz, t, h, w)
+    return loss0, loss1, att_maps
+
+
+def kl_loss(mu: Array, logvar: Array) -> Array:
+    """Conditioning-augmentation KL to N(0, I): ``-0.5 mean(1 + logvar - mu² - exp(logvar))``.
+
+    Args:
+        mu: (B, c_dim) CA means.
+        logvar: (B, c_dim) CA log-variances.
+
+    Returns:
+        Scalar (mean over all B × c_dim elements, ref. §8.7).
+    """
+    return -0.5 * jnp.mean(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar))
+
+
+def bce_with_logits(logits: Array, target: float | Array) -> Array:
+    """``nn.BCELoss()(sigmoid(logits), target)``: mean over elements, logs clamped at −100."""
+    log_p = jnp.maximum(jax.nn.log_sigmoid(logits), -100.0)
+    log_1mp = jnp.maximum(jax.nn.log_sigmoid(-logits), -100.0)
+    return -jnp.mean(target * log_p + (1.0 - target) * log_1mp)
+
+
+# A discriminator "apply" closure: ``d_apply(variables, *args, method=name, mutable=[...] or
+# False)`` with the semantics of ``flax.linen.Module.apply`` for a
+# :class:`attngan_jax.models.discriminator.Discriminator` (methods ``__call__``, ``cond_logits``,
+# ``uncond_logits``). Usually ``d_apply = discriminator.apply``.
+DApply = Callable[..., Any]
+
+
+def _d_pass(d_apply: DApply, params, stats, args, method: str, train: bool):
+    """One D call as its own BN batch; returns (output, updated batch_stats)."""
+    variables = {"params": params, "batch_stats": stats}
+    if train:
+        out, upd = d_apply(variables, *args, method=method, mutable=["batch_stats"])
+        return out, upd["batch_stats"]
+    return d_apply(variables, *args, method=method), stats
+
+
+def discriminator_loss(
+    d_apply: DApply,
+    params: PyTree,
+    batch_stats: PyTree,
+    real_images: Array,
+    fake_images: Array,
+    sent_emb: Array,
+    uncond: bool,
+    train: bool = True,
+) -> tuple[Array, PyTree, dict[str, Array]]:
+    """The original's ``discriminator_loss`` (ref. §8.5), one D stage.
+
+    Real, fake, and the three conditional calls are separate BatchNorm batches, run in the
+    original's order (real trunk, fake trunk, cond real, cond fake, cond wrong, uncond real/fake)
+    with ``batch_stats`` threaded through. The wrong pair is ``(real_code[:B-1], sent_emb[1:])``.
+    ``fake_images`` is detached (``stop_gradient``).
+
+    Args:
+        d_apply: the D's apply function (see ``DApply``).
+        params: the D's ``params``.
+        batch_stats: the D's ``batch_stats`` (threaded through the five BN batches).
+        real_images: (B, S, S, 3).
+        fake_images: (B, S, S, 3), detached here.
+        sent_emb: (B, nef) raw sentence embeddings (the D condition).
+        uncond: whether the D has an unconditional head.
+        train: BatchNorm mode (True in training).
+
+    Returns:
+        ``(errD, new_batch_stats, logits)``; errD =
+        (BCE(uncond_real,1) + BCE(cond_real,1))/2 + (BCE(uncond_fake,0) + BCE(cond_fake,0) +
+        BCE(cond_wrong,0))/3, or cond_real + (cond_fake + cond_wrong)/2 without the uncond head.
+        ``logits`` maps ``cond_real``, ``cond_fake`` (B,), ``cond_wrong`` (B-1,) and, with the
+        uncond head, ``uncond_real``, ``uncond_fake`` (B,) to logits.
+    """
+    fake_images = jax.lax.stop_gradient(fake_images)
+    bsz = real_images.shape[0]
+    st = batch_stats
+    real_code, st = _d_pass(d_apply, params, st, (real_images, train), "__call__", train)
+    fake_code, st = _d_pass(d_apply, params, st, (fake_images, train), "__call__", train)
+    lg = {}
+    lg["cond_real"], st = _d_pass(
+        d_apply, params, st, (real_code, sent_emb, train), "cond_logits", train
+    )
+    lg["cond_fake"], st = _d_pass(
+        d_apply, params, st, (fake_code, sent_emb, train), "cond_logits", train
+    )
+    wrong = (real_code[: bsz - 1], sent_emb[1:bsz], train)
+    lg["cond_wrong"], st = _d_pass(d_apply, params, st, wrong, "cond_logits", train)
+    cond_real = bce_with_logits(lg["cond_real"], 1.0)
+    cond_fake = bce_with_logits(lg["cond_fake"], 0.0)
+    cond_wrong = bce_with_logits(lg["cond_wrong"], 0.0)
+    if uncond:
+        lg["uncond_real"], st = _d_pass(d_apply, params, st, (real_code,), "uncond_logits", train)
+        lg["uncond_fake"], st = _d_pass(d_apply, params, st, (fake_code,), "uncond_logits", train)
+        real = bce_with_logits(lg["uncond_real"], 1.0)
+        fake = bce_with_logits(lg["uncond_fake"], 0.0)
+        err = (real + cond_real) / 2.0 + (fake + cond_fake + cond_wrong) / 3.0
+    else:
+        err = cond_real + (cond_fake + cond_wrong) / 2.0
+    return err, st, lg
+
+
+def generator_adversarial_loss(
+    d_apply: DApply,
+    params: PyTree,
+    batch_stats: PyTree,
+    fake_images: Array,
+    sent_emb: Array,
+    uncond: bool,
+    train: bool = True,
+) -> tuple[Array, PyTree, dict[str, Array]]:
+    """One stage of the G's adversarial loss (ref. §8.6): BCE(cond(fake), 1) + BCE(uncond(fake), 1).
+
+    Gradients flow into ``fake_images`` (not detached). The original runs its Ds in train mode
+    here too, so ``train=True`` updates (and returns) the D's BN running statistics.
+
+    Args:
+        d_apply: the D's apply function (see ``DApply``).
+        params: the D's ``params``.
+        batch_stats: the D's ``batch_stats``.
+        fake_images: (B, S, S, 3).
+        sent_emb: (B, nef).
+        uncond: whether the D has an unconditional head.
+        train: BatchNorm mode.
+
+    Returns:
+        ``(loss, new_batch_stats, logits)`` with logits ``cond`` (and ``uncond``) (B,).
+    """
+    code, st = _d_pass(d_apply, params, batch_stats, (fake_images, train), "__call__", train)
+    lg = {}
+    lg["cond"], st = _d_pass(d_apply, params, st, (code, sent_emb, train), "cond_logits", train)
+    loss = bce_with_logits(lg["cond"], 1.0)
+    if uncond:
+        lg["uncond"], st = _d_pass(d_apply, params, st, (code,), "uncond_logits", train)
+        loss = loss + bce_with_logits(lg["uncond"], 1.0)
+    return loss, st, lg
+
+
+def damsm_loss(
+    region_features: Array,
+    cnn_code: Array,
+    words_emb: Array,
+    sent_emb: Array,
+    cap_lens: Array,
+    class_ids: Array | None,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+    lam: float,
+) -> tuple[Array, dict[str, Array]]:
+    """The generator's DAMSM term ``λ(w0 + w1) + λ(s0 + s1)`` (paper Eq. 14, ref. §8.6).
+
+    Args:
+        region_features: (B, 17, 17, D) image-encoder regions of the last-stage fake images.
+        cnn_code: (B, D) their global code.
+        words_emb: (B, T, D) text-encoder word features.
+        sent_emb: (B, D) text-encoder sentence vectors.
+        cap_lens: (B,) caption lengths.
+        class_ids: (B,) class ids for masking, or None.
+        gamma1: GAMMA1.
+        gamma2: GAMMA2.
+        gamma3: GAMMA3.
+        lam: SMOOTH.LAMBDA (5 birds, 50 COCO, 1 AttnDCGAN).
+
+    Returns:
+        ``(total, parts)`` with ``parts = {"w_loss": λ(w0+w1), "s_loss": λ(s0+s1)}``.
+    """
+    w0, w1, _ = words_loss(region_features, words_emb, cap_lens, class_ids, gamma1, gamma2, gamma3)
+    s0, s1 = sent_loss(cnn_code, sent_emb, class_ids, gamma3)
+    parts = {"w_loss": lam * (w0 + w1), "s_loss": lam * (s0 + s1)}
+    return parts["w_loss"] + parts["s_loss"], parts
