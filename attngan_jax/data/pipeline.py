@@ -1,0 +1,333 @@
+"""The grain input pipeline: prepared ArrayRecord dataset -> host batches -> global ``jax.Array``s.
+
+Per example it applies the randomness of the original ``TextDataset`` (reference §12.3-12.5): one of
+the image's captions chosen uniformly, captions longer than ``words_num`` shortened to a random
+in-order subset of ``words_num`` words, zero padding; the image resized so its shorter side is
+``int(max_size * 76 / 64)`` (PIL bilinear), randomly cropped to ``max_size`` and flipped with p=0.5,
+then the pyramid (PIL bilinear downscales of the crop, the largest size is the crop itself), each
+scaled to [-1, 1] as ``Normalize(0.5, 0.5)(ToTensor(img))``, NHWC float32.
+
+Randomness is a function of ``(seed, position in the sampled stream)`` only: grain's
+``IndexSampler`` gives each position a Philox generator keyed ``seed + position``, and :class:`_ExampleTransform`
+mixes ``seed`` in again so two seeds never share a stream shifted by one position. The same
+``(seed, shard_index, shard_count)`` therefore gives the same batches with any ``worker_count``, and
+``iterator.get_state()`` / ``set_state()`` restore the exact position.
+
+Each host batch is sorted by caption length, descending (the original's ``prepare_data``; stable,
+so ties keep sampling order). The discriminator's mismatched pairs in the original are
+``imgs[:-1]`` with ``captions[1:]``, i.e. the shift by one *inside that sorted host batch*; with
+global batches the shift is taken inside each host's contiguous block of the global batch, as each
+original GPU process did.
+
+Workers: ``worker_count=0`` runs everything in the calling thread. ``worker_count=n`` starts n grain
+worker processes (decode + PIL transforms are CPU bound and hold the GIL) that each build whole
+batches; on a 2-core machine one worker overlaps data preparation with the training step (the step
+itself uses the cores through XLA), two workers only help when the step is not CPU bound. Workers
+are started with the ``spawn`` method, so they cost a few seconds to start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import flags
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from PIL import Image
+
+from attngan_jax.data.text import sample_caption
+from attngan_jax.data.tfds_builders import VOCAB_FILENAME, is_prepared
+
+HOST_ONLY_KEYS = ("keys",)
+
+
+def scale_shorter_side(img: Image.Image, size: int) -> Image.Image:
+    """The original's ``Scale(size)``: shorter side -> ``size`` (PIL bilinear), other truncated.
+
+    Args:
+        img: PIL RGB image (W, H).
+        size: target length of the shorter side.
+
+    Returns:
+        The resized image (unchanged if the shorter side already equals ``size``).
+    """
+    w, h = img.size
+    if (w <= h and w == size) or (h <= w and h == size):
+        return img
+    if w < h:
+        ow, oh = size, int(size * h / w)
+    else:
+        oh, ow = size, int(size * w / h)
+    return img.resize((ow, oh), Image.BILINEAR)
+
+
+def to_unit_range(img: Image.Image) -> np.ndarray:
+    """``Normalize(0.5, 0.5)(ToTensor(img))`` in NHWC: (H, W, 3) float32 in [-1, 1]."""
+    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    return (x - np.float32(0.5)) / np.float32(0.5)
+
+
+def image_pyramid(
+    image: np.ndarray,
+    image_sizes: Sequence[int],
+    rng: np.random.Generator | None,
+    random_crop: bool = True,
+    random_flip: bool = True,
+) -> dict[int, np.ndarray]:
+    """The original ``get_imgs`` transform (reference §12.5) on an already-cropped image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        image_sizes: pyramid sizes, e.g. (64, 128, 256); the largest is the crop size.
+        rng: generator for crop offsets and flip (unused when both are off).
+        random_crop: random crop offsets (uniform, torchvision ``RandomCrop``); else centre crop.
+        random_flip: horizontal flip with p = 0.5.
+
+    Returns:
+        ``{size: (size, size, 3) float32 in [-1, 1]}``.
+    """
+    max_size = max(image_sizes)
+    img = scale_shorter_side(Image.fromarray(image), int(max_size * 76 / 64))
+    w, h = img.size
+    if random_crop:
+        top = int(rng.integers(0, h - max_size + 1))
+        left = int(rng.integers(0, w - max_size + 1))
+    else:  # torchvision CenterCrop
+        top = int(round((h - max_size) / 2.0))
+        left = int(round((w - max_size) / 2.0))
+    crop = img.crop((left, top, left + max_size, top + max_size))
+    if random_flip and rng.random() < 0.5:
+        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    out = {}
+    for size in image_sizes:
+        scaled = crop if size == max_size else crop.resize((size, size), Image.BILINEAR)
+        out[size] = to_unit_range(scaled)
+    return out
+
+
+class _IndexedSource(grain.sources.RandomAccessDataSource):
+    """Adds the record index to each record of a TFDS data source (picklable for workers)."""
+
+    def __init__(self, source: Any, name: str):
+        self._source = source
+        self._name = name
+
+    def __repr__(self) -> str:
+        # grain compares repr(data_source) when restoring a state: name the dataset, not its path,
+        # so a state stays valid when the prepared directory moves.
+        return f"_IndexedSource({self._name}, num_records={len(self)})"
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = dict(self._source[index])
+        record["index"] = int(index)
+        return record
+
+
+class _ExampleTransform(grain.transforms.RandomMap):
+    """Caption choice + word dropping + image pyramid for one record (see the module docstring)."""
+
+    def __init__(
+        self,
+        image_sizes: Sequence[int],
+        words_num: int,
+        seed: int,
+        random_crop: bool,
+        random_flip: bool,
+    ):
+        self.image_sizes = tuple(sorted(image_sizes))
+        self.words_num = words_num
+        self.seed = seed
+        self.random_crop = random_crop
+        self.random_flip = random_flip
+
+    def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        # grain keys the generator with seed + position; mix the seed in again so that seeds s and
+        # s + 1 do not produce the same streams shifted by one position.
+        rng = np.random.default_rng([int(rng.integers(2**63)), self.seed])
+        lens = np.asarray(element["cap_lens"], np.int64)  # (K,)
+        ends = np.cumsum(lens)
+        j = int(rng.integers(0, len(lens)))  # sent_ix = np.random.randint(0, K)
+        caption, length = sample_caption(
+            element["tokens"][ends[j] - lens[j] : ends[j]], self.words_num, rng
+        )
+        pyramid = image_pyramid(
+            element["image"], self.image_sizes, rng, self.random_crop, self.random_flip
+        )
+        key = element["key"]
+        out = {f"image_{s}": pyramid[s] for s in self.image_sizes}
+        out.update(
+            captions=caption,
+            cap_lens=np.int32(length),
+            class_ids=np.int32(element["class_id"]),
+            index=np.int32(element["index"]),
+            keys=np.str_(key.decode("utf-8") if isinstance(key, bytes) else key),
+        )
+        return out
+
+
+class _SortByLength(grain.transforms.Map):
+    """``prepare_data``: permute every field of a host batch by caption length, descending."""
+
+    def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        order = np.argsort(-batch["cap_lens"], kind="stable")  # (B,)
+        return {k: v[order] for k, v in batch.items()}
+
+
+def dataset_metadata(path: str) -> dict[str, Any]:
+    """A prepared dataset's ``metadata.json``: ``dataset``, ``n_words``, ``positional_captions``."""
+    with open(os.path.join(path, "metadata.json")) as f:
+        return json.load(f)
+
+
+def vocabulary_path(path: str) -> str:
+    """The vocabulary JSON saved beside the records (load with ``Vocabulary.load``)."""
+    return os.path.join(path, VOCAB_FILENAME)
+
+
+def make_loader(
+    data_dir_or_path: str,
+    split: str,
+    *,
+    global_batch_size: int,
+    image_sizes: Sequence[int] = (64, 128, 256),
+    words_num: int = 18,
+    seed: int = 0,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    random_crop: bool | None = None,
+    random_flip: bool | None = None,
+    sort_by_length: bool = True,
+    worker_count: int = 0,
+    worker_buffer_size: int = 1,
+    drop_remainder: bool = True,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    dataset: str | None = None,
+) -> grain.DataLoader:
+    """A grain ``DataLoader`` of this host's batches; ``iter(loader)`` supports get/set_state.
+
+    Args:
+        data_dir_or_path: a prepared dataset directory (what ``prepare`` returns), or the
+            ``data_dir`` given to ``prepare`` together with ``dataset``.
+        split: e.g. ``'train'``.
+        global_batch_size: batch size over all hosts; each host yields
+            ``global_batch_size // shard_count`` examples per batch.
+        image_sizes: pyramid sizes; the largest is the crop size.
+        words_num: fixed caption length (``TEXT.WORDS_NUM``).
+        seed: seeds the shuffle and all per-example randomness.
+        shuffle: shuffle the records (per epoch) of this host's shard.
+        num_epochs: ``None`` repeats forever.
+        random_crop: random (else centre) crop. ``None``: on, except for datasets whose captions
+            name positions (``metadata.json`` ``positional_captions``, e.g. shapes).
+        random_flip: p=0.5 horizontal flip; ``None`` as ``random_crop``.
+        sort_by_length: sort each host batch by caption length, descending.
+        worker_count: grain worker processes (0: in the calling thread).
+        worker_buffer_size: batches each worker prepares ahead.
+        drop_remainder: drop the last incomplete batch (and the records that do not divide evenly
+            between shards).
+        shard_index: this host's shard; default ``jax.process_index()``.
+        shard_count: number of shards; default ``jax.process_count()``.
+        dataset: dataset name when ``data_dir_or_path`` is a ``data_dir``.
+
+    Returns:
+        A ``grain.DataLoader`` yielding dicts: ``image_{size}`` (B, size, size, 3) float32 in
+        [-1, 1] for each size, ``captions`` (B, words_num) int32 zero-padded, ``cap_lens`` (B,)
+        int32, ``class_ids`` (B,) int32, ``index`` (B,) int32 record index in the split and
+        ``keys`` (B,) numpy str (host only); B = global_batch_size // shard_count.
+    """
+    path = data_dir_or_path
+    if dataset is not None:
+        from attngan_jax.data.tfds_builders import dataset_dir
+
+        path = dataset_dir(data_dir_or_path, dataset)
+    if not is_prepared(path):
+        raise FileNotFoundError(
+            f"{path} is not a completely prepared dataset (no dataset_info.json or "
+            f"{VOCAB_FILENAME}); run python -m attngan_jax.data.prepare"
+        )
+    positional = bool(dataset_metadata(path).get("positional_captions", False))
+    for name, value in (("random_crop", random_crop), ("random_flip", random_flip)):
+        if value and positional:
+            warnings.warn(
+                f"{name}=True on a dataset whose captions name positions ({path}); "
+                "crops and flips contradict its captions",
+                stacklevel=2,
+            )
+    random_crop = (not positional) if random_crop is None else random_crop
+    random_flip = (not positional) if random_flip is None else random_flip
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = jax.process_count() if shard_count is None else shard_count
+    if global_batch_size % shard_count:
+        raise ValueError(f"global_batch_size {global_batch_size} not divisible by {shard_count}")
+    source = _IndexedSource(
+        tfds.builder_from_directory(path).as_data_source(split),
+        f"{dataset_metadata(path).get('dataset')}/{split}",
+    )
+    shard_options = grain.sharding.ShardOptions(
+        shard_index=shard_index, shard_count=shard_count, drop_remainder=drop_remainder
+    )
+    sampler = grain.samplers.IndexSampler(
+        num_records=len(source),
+        shard_options=shard_options,
+        shuffle=shuffle,
+        num_epochs=num_epochs,
+        seed=seed,
+    )
+    operations: list[Any] = [
+        _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip),
+        grain.transforms.Batch(
+            batch_size=global_batch_size // shard_count, drop_remainder=drop_remainder
+        ),
+    ]
+    if sort_by_length:
+        operations.append(_SortByLength())
+    if worker_count > 0 and not flags.FLAGS.is_parsed():
+        # grain's worker processes read its absl flags; outside an absl app nobody parsed them, so
+        # accept their defaults (an absl app that parses later still parses normally).
+        flags.FLAGS.mark_as_parsed()
+    return grain.DataLoader(
+        data_source=source,
+        sampler=sampler,
+        operations=operations,
+        worker_count=worker_count,
+        worker_buffer_size=worker_buffer_size,
+        shard_options=shard_options,
+    )
+
+
+def global_batches(
+    batches: Iterator[dict[str, np.ndarray]], mesh: Mesh, data_axis: str = "data"
+) -> Iterator[dict[str, Any]]:
+    """Turns host batches into global ``jax.Array``s sharded along the batch axis.
+
+    Every process must call this in lockstep with its own host batch. Arrays become
+    ``NamedSharding(mesh, P(data_axis))`` global arrays of global batch size (host blocks in
+    process order); ``keys`` stays a host numpy array (this host's block only).
+
+    Args:
+        batches: host batches from ``iter(make_loader(...))`` (its get/set_state stays usable).
+        mesh: device mesh with a ``data_axis`` axis.
+        data_axis: mesh axis the batch dimension is sharded over.
+
+    Yields:
+        Dicts with the same keys; numeric fields are global ``jax.Array``s.
+    """
+    sharding = NamedSharding(mesh, PartitionSpec(data_axis))
+    for batch in batches:
+        out = {}
+        for name, value in batch.items():
+            if name in HOST_ONLY_KEYS:
+                out[name] = value
+            else:
+                out[name] = jax.make_array_from_process_local_data(sharding, value)
+        yield out
