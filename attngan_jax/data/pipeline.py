@@ -8,16 +8,17 @@ then the pyramid (PIL bilinear downscales of the crop, the largest size is the c
 scaled to [-1, 1] as ``Normalize(0.5, 0.5)(ToTensor(img))``, NHWC float32.
 
 Randomness is a function of ``(seed, position in the sampled stream)`` only: grain's
-``IndexSampler`` gives each position a Philox generator keyed ``seed + position``, and :class:`_ExampleTransform`
-mixes ``seed`` in again so two seeds never share a stream shifted by one position. The same
-``(seed, shard_index, shard_count)`` therefore gives the same batches with any ``worker_count``, and
-``iterator.get_state()`` / ``set_state()`` restore the exact position.
+``IndexSampler`` gives each position a Philox generator keyed ``seed + position``, and
+:class:`_ExampleTransform` mixes ``seed`` in again so two seeds never share a stream shifted by one
+position. The same ``(seed, shard_index, shard_count)`` therefore gives the same batches with any
+``worker_count``, and ``iterator.get_state()`` / ``set_state()`` restore the exact position.
 
 Each host batch is sorted by caption length, descending (the original's ``prepare_data``; stable,
-so ties keep sampling order). The discriminator's mismatched pairs in the original are
-``imgs[:-1]`` with ``captions[1:]``, i.e. the shift by one *inside that sorted host batch*; with
-global batches the shift is taken inside each host's contiguous block of the global batch, as each
-original GPU process did.
+so ties keep sampling order). The discriminator's mismatched pairs in the original are image b with
+caption b + 1 (``real[:B-1]`` with ``sent[1:B]``), i.e. the shift by one *inside that sorted batch*.
+The original ran one process; with several hosts the global batch is the concatenation of the
+sorted host blocks (in process order), so a shift over the global batch is the original's shift
+inside each block plus one cross-block pair per boundary (still a mismatched pair).
 
 Workers: ``worker_count=0`` runs everything in the calling thread. ``worker_count=n`` starts n grain
 worker processes (decode + PIL transforms are CPU bound and hold the GIL) that each build whole
