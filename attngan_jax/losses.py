@@ -47,11 +47,16 @@ def class_mask(class_ids: Array) -> Array:
     return same & ~jnp.eye(b, dtype=bool)
 
 
-def _masked_ce_pair(scores: Array, class_ids: Array | None) -> tuple[Array, Array]:
-    """Cross-entropies of a (B, B) score matrix with the diagonal as labels, both directions.
+def matching_cross_entropy(scores: Array, class_ids: Array | None) -> tuple[Array, Array]:
+    """Cross-entropies of a (B, B) score matrix with the diagonal as labels (paper Eq. 11-13).
 
-    Same-class off-diagonal pairs are set to −inf (``where``: no gradient flows to them); CE is
-    ``logsumexp(row) − row[label]`` (a one-hot product would give 0·(−inf) = NaN).
+    Same-class off-diagonal pairs are set to −inf (``where``: no gradient flows to them, as the
+    original's fill on ``.data``); the diagonal is never masked. CE is ``logsumexp(row) −
+    row[label]`` (a one-hot product would give 0·(−inf) = NaN).
+
+    Args:
+        scores: (B, B) similarity logits, rows = images, columns = texts.
+        class_ids: (B,) int class ids, or None for no masking.
 
     Returns:
         ``(loss0, loss1)``: mean CE over rows of ``scores`` and of ``scores.T``.
@@ -79,7 +84,7 @@ def sent_loss(
         ``(loss0, loss1)``: each image picks its sentence / each sentence picks its image (means).
     """
     scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])  # (B, B)
-    return _masked_ce_pair(scores.astype(jnp.float32), class_ids)
+    return matching_cross_entropy(scores.astype(jnp.float32), class_ids)
 
 
 def word_mask(cap_lens: Array, t: int) -> Array:
@@ -150,7 +155,7 @@ def words_loss(
     # Eq. (10) without the 1/γ2 exponent: R[b, i] = log Σ_t exp(γ2 r[b, i, t]) over real words.
     rr = jnp.where(valid[None, :, :], gamma2 * r, -jnp.inf)
     scores = gamma3 * jax.nn.logsumexp(rr, axis=-1)  # (B, B): rows images, columns captions
-    loss0, loss1 = _masked_ce_pair(scores.astype(jnp.float32), class_ids)
+    loss0, loss1 = matching_cross_entropy(scores.astype(jnp.float32), class_ids)
     own = attn[jnp.arange(bsz), jnp.arange(bsz)]  # (B, T, L): caption i over image i
     att_maps = jnp.where(valid[:, :, None], own, 0.0).reshape(bsz, t, h, w)
     return loss0, loss1, att_maps

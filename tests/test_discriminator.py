@@ -1,0 +1,147 @@
+"""Discriminator: parameter counts, shapes, initialisation and the state-dict converter."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attngan_jax.convert.common import ConversionError
+from attngan_jax.convert.discriminator import convert_discriminator, expected_variables
+from attngan_jax.models import discriminator as dm
+
+
+def _n_params(module) -> int:
+    shapes = expected_variables(module)
+    return sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(shapes["params"]))
+
+
+@pytest.mark.parametrize(
+    "factory, count",
+    [
+        (dm.BirdsD64, 6_313_730),
+        (dm.BirdsD128, 19_424_002),
+        (dm.BirdsD256, 71_858_946),
+        (dm.CocoD64, 13_304_450),
+        (dm.CocoD128, 42_800_258),
+        (dm.CocoD256, 160_774_274),
+    ],
+)
+def test_parameter_counts_match_reference(factory, count):
+    assert _n_params(factory()) == count
+
+
+def test_cond_only_discriminator_drops_uncond_head():
+    # AttnDCGAN's D_NET256(b_jcu=False): no UNCOND_DNET.outlogits (512*16 weights + 1 bias).
+    assert _n_params(dm.BirdsD256(uncond=False)) == 71_858_946 - (512 * 16 + 1)
+
+
+@pytest.mark.parametrize("factory", [dm.TinyD64, dm.TinyD128, dm.TinyD256])
+def test_tiny_shapes_and_separate_batches(factory):
+    d = factory()
+    v = dm.init_discriminator(d, jax.random.key(0))
+    s = d.image_size
+    imgs = jax.random.uniform(jax.random.key(1), (3, s, s, 3), minval=-1, maxval=1)
+    sent = jax.random.normal(jax.random.key(2), (3, d.emb_dim))
+    code, upd = d.apply(v, imgs, True, mutable=["batch_stats"])
+    assert code.shape == (3, 4, 4, 8 * d.df_dim)
+    # Running stats moved (train mode), the heads' did not (they were not called).
+    moved = jax.tree_util.tree_map(
+        lambda a, b: bool(jnp.any(a != b)), upd["batch_stats"], v["batch_stats"]
+    )
+    assert moved["img_code_s16"]["bn3"]["mean"]
+    wrong, _ = d.apply(v, code[:2], sent[1:], True, method="cond_logits", mutable=["batch_stats"])
+    assert wrong.shape == (2,) and wrong.dtype == jnp.float32
+    unc = d.apply(v, code, method="uncond_logits")
+    assert unc.shape == (3,)
+    # all_logits = the three pieces.
+    c2, cond2, unc2 = d.apply(v, imgs, sent, False, method="all_logits")
+    code_e = d.apply(v, imgs, False)
+    np.testing.assert_allclose(c2, code_e, rtol=1e-6)
+    np.testing.assert_allclose(
+        cond2, d.apply(v, code_e, sent, False, method="cond_logits"), rtol=1e-6
+    )
+    np.testing.assert_allclose(unc2, d.apply(v, code_e, method="uncond_logits"), rtol=1e-6)
+
+
+def test_init_follows_reference_weights_init():
+    d = dm.Discriminator(df_dim=8, emb_dim=16, image_size=64)
+    v = dm.init_discriminator(d, jax.random.key(0))
+    scales = np.concatenate(
+        [np.asarray(v["params"]["img_code_s16"][f"bn{i}"]["scale"]).ravel() for i in (3, 6, 9)]
+    )
+    assert not np.allclose(scales, 1.0)  # redrawn, not the BatchNorm default
+    assert abs(scales.mean() - 1.0) < 0.01 and 0.01 < scales.std() < 0.03
+    k = np.asarray(v["params"]["img_code_s16"]["conv8"]["kernel"]).reshape(-1, 64)  # (kh kw I, O)
+    np.testing.assert_allclose(k.T @ k, np.eye(64), atol=1e-5)  # orthogonal columns
+    bias = float(v["params"]["COND_DNET"]["outlogits"]["bias"][0])
+    assert abs(bias) <= 1 / np.sqrt(64 * 16)
+
+
+def _to_torch(variables: dict) -> dict[str, np.ndarray]:
+    """Our variables -> a torch-keyed state dict (the inverse of the converter's mapping)."""
+    sd = {}
+    flat = jax.tree_util.tree_flatten_with_path(variables)[0]
+    for path, leaf in flat:
+        coll, *names = [p.key for p in path]
+        a = np.asarray(leaf)
+        mod, leafname = names[:-1], names[-1]
+        parts = []
+        for m in mod:
+            if m.startswith("conv") and m[4:].isdigit():
+                parts.append(m[4:])
+            elif m.startswith("bn") and m[2:].isdigit():
+                parts.append(m[2:])
+            elif m == "conv":
+                parts.append("0")
+            elif m == "bn":
+                parts.append("1")
+            elif m == "outlogits":
+                parts += ["outlogits", "0"]
+            else:
+                parts.append(m)
+        key = ".".join(parts)
+        torch_leaf = {
+            "kernel": "weight",
+            "scale": "weight",
+            "bias": "bias",
+            "mean": "running_mean",
+            "var": "running_var",
+        }[leafname]
+        if leafname == "kernel":
+            a = a.transpose(3, 2, 0, 1)  # (kh, kw, I, O) -> (O, I, kh, kw)
+        sd[f"{key}.{torch_leaf}"] = a
+        assert coll in ("params", "batch_stats")
+    return sd
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_converter_round_trip(size):
+    d = dm.Discriminator(df_dim=4, emb_dim=8, image_size=size)
+    v = dm.init_discriminator(d, jax.random.key(size))
+    v["batch_stats"] = jax.tree_util.tree_map(lambda a: a + 0.5, v["batch_stats"])
+    sd = _to_torch(v)
+    assert len(sd) == {64: 25, 128: 35, 256: 45}[size]  # tensor counts of ref. §15.2
+    back = convert_discriminator({"netsD.0." + k: x for k, x in sd.items()}, d, prefix="netsD.0.")
+    jax.tree_util.tree_map(
+        np.testing.assert_array_equal, back, jax.tree_util.tree_map(np.asarray, v)
+    )
+
+
+def test_converter_errors_name_key_shapes_and_cause():
+    d8 = dm.Discriminator(df_dim=8, emb_dim=16, image_size=64)
+    sd = _to_torch(dm.init_discriminator(d8, jax.random.key(0)))
+    wrong_df = dm.Discriminator(df_dim=16, emb_dim=16, image_size=64)
+    with pytest.raises(ConversionError) as e:
+        convert_discriminator(sd, wrong_df, source="netD0.pth")
+    msg = str(e.value)
+    assert "img_code_s16.0.weight" in msg and "(8, 3, 4, 4)" in msg and "(16, 3, 4, 4)" in msg
+    assert "DF_DIM" in msg and "netD0.pth" in msg
+    # An AttnDCGAN-style module (no uncond head) refuses the extra UNCOND_DNET keys ...
+    with pytest.raises(ConversionError, match="UNCOND_DNET"):
+        convert_discriminator(sd, dm.Discriminator(8, 16, 64, uncond=False))
+    # ... and a D_NET128 module reports the missing trunk block.
+    with pytest.raises(ConversionError, match="img_code_s32.0.weight"):
+        convert_discriminator(sd, dm.Discriminator(8, 16, 128))
+    # A wrong sentence size shows on the joint conv.
+    with pytest.raises(ConversionError, match="COND_DNET.jointConv.0.weight"):
+        convert_discriminator(sd, dm.Discriminator(8, 32, 64))
