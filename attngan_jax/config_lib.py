@@ -1,0 +1,221 @@
+"""Experiment configurations (``ml_collections.ConfigDict``) shared by the files in ``configs/``.
+
+Each file in ``configs/`` is a thin ``get_config(arg)`` over the builders here, so the defaults live
+in one place and every override works from the command line::
+
+    python train.py --config=configs/attngan_birds.py --config.gan.batch_size=20
+
+Keys (every experiment has all of them; a phase ignores what it does not use):
+
+* ``phase``: ``"damsm"`` (text/image encoder pretraining), ``"attngan"`` (GAN training with frozen
+  encoders) or ``"demo"`` (DAMSM then AttnGAN in one run, the shapes demo).
+* ``data``: dataset name, directories, pyramid sizes, words per caption, augmentation.
+* ``model``: widths of every network (the original's GF_DIM, DF_DIM, EMBEDDING_DIM, ...).
+* ``damsm`` / ``gan``: optimiser, schedule and loss weights of each phase.
+* ``eval``: what the run evaluates at its end (retrieval accuracy, R-precision, caption fidelity).
+"""
+
+from __future__ import annotations
+
+import ml_collections as mlc
+
+
+def parse_variant(arg: str | None) -> str:
+    """``None``/``""`` -> ``"full"``; otherwise the variant name (e.g. ``"tiny"``)."""
+    return arg or "full"
+
+
+def base_config() -> mlc.ConfigDict:
+    """Defaults = the original birds configuration (``code/cfg/*.yml``, reference §2)."""
+    c = mlc.ConfigDict()
+    c.phase = "attngan"
+    c.seed = 0
+    c.dtype = "float32"  # "bfloat16": bf16 compute, float32 parameters and losses
+
+    c.data = mlc.ConfigDict()
+    c.data.name = "birds"  # birds | coco | custom | shapes
+    c.data.data_dir = "data/birds"  # prepared (ArrayRecord) datasets are written here
+    c.data.manual_dir = ""  # original-layout files (CUB/COCO/custom); "" = data_dir
+    c.data.image_sizes = (64, 128, 256)
+    c.data.words_num = 18
+    c.data.captions_per_image = 10
+    c.data.random_crop = True
+    c.data.random_flip = True
+    c.data.sort_by_length = True  # the original sorts each batch by caption length
+    c.data.worker_count = 0
+    c.data.shapes = mlc.ConfigDict(
+        {"num_train": 4000, "num_test": 500, "image_size": 64, "seed": 0}
+    )
+
+    c.model = mlc.ConfigDict()
+    c.model.embed_dim = 300  # word embedding of the text encoder
+    c.model.emb_dim = 256  # EMBEDDING_DIM: nef = text hidden size = image feature size
+    c.model.image_trunk = "inception"  # inception | small
+    c.model.small_trunk_width = 32
+    c.model.align_corners = True  # PyTorch 0.3 bilinear resize of the released models
+    c.model.gf_dim = 32
+    c.model.df_dim = 64
+    c.model.z_dim = 100
+    c.model.condition_dim = 100
+    c.model.r_num = 2
+    c.model.num_stages = 3
+    c.model.base_size = 64  # first-stage resolution (64 in the original)
+    c.model.dcgan = False
+    c.model.faithful_mask = True  # the original's misaligned attention mask (reference §16.1)
+
+    c.damsm = mlc.ConfigDict()
+    c.damsm.batch_size = 48
+    c.damsm.num_epochs = 600
+    c.damsm.steps_per_epoch = 0  # 0 = dataset size // batch size
+    c.damsm.num_steps = 0  # > 0 overrides num_epochs
+    c.damsm.lr = 0.002
+    c.damsm.lr_decay = 0.98  # per epoch, until lr <= lr / 10 (reference §10)
+    c.damsm.reset_optimizer_each_epoch = True  # the original re-creates Adam every epoch
+    c.damsm.rnn_grad_clip = 0.25
+    c.damsm.gamma1 = 4.0
+    c.damsm.gamma2 = 5.0
+    c.damsm.gamma3 = 10.0
+    c.damsm.inception_bn_train = True  # the original runs the frozen Inception's BN in train mode
+    c.damsm.dropout = 0.5
+
+    c.gan = mlc.ConfigDict()
+    c.gan.batch_size = 20
+    c.gan.num_epochs = 600
+    c.gan.steps_per_epoch = 0
+    c.gan.num_steps = 0  # > 0 overrides num_epochs
+    c.gan.g_lr = 2e-4
+    c.gan.d_lr = 2e-4
+    c.gan.beta1 = 0.5
+    c.gan.beta2 = 0.999
+    c.gan.lam = 5.0  # SMOOTH.LAMBDA
+    c.gan.ema_decay = 0.999
+    c.gan.damsm_checkpoint = ""  # workdir of a DAMSM run or a converted original encoder dir
+    c.gan.gamma1 = 4.0
+    c.gan.gamma2 = 5.0
+    c.gan.gamma3 = 10.0
+
+    c.log_every = 100
+    c.checkpoint_every = 2000
+    c.keep_checkpoints = 3
+    c.sample_every = 1000
+
+    c.eval = mlc.ConfigDict()
+    c.eval.num_batches = 10
+    c.eval.caption_fidelity = False
+    return c
+
+
+def birds(phase: str, variant: str) -> mlc.ConfigDict:
+    """CUB-200 birds (``code/cfg/DAMSM/bird.yml``, ``bird_attn2.yml``)."""
+    c = base_config()
+    c.phase = phase
+    if phase == "damsm":
+        c.data.image_sizes = (299,)
+    if variant == "tiny":
+        _tiny(c)
+    return c
+
+
+def coco(phase: str, variant: str) -> mlc.ConfigDict:
+    """MS-COCO 2014 (``code/cfg/DAMSM/coco.yml``, ``coco_attn2.yml``)."""
+    c = base_config()
+    c.phase = phase
+    c.data.name = "coco"
+    c.data.data_dir = "data/coco"
+    c.data.captions_per_image = 5
+    c.data.words_num = 15 if phase == "damsm" else 12
+    c.model.gf_dim = 48
+    c.model.df_dim = 96
+    c.model.r_num = 3
+    c.gan.lam = 50.0
+    c.gan.batch_size = 14
+    c.gan.num_epochs = 120
+    if phase == "damsm":
+        c.data.image_sizes = (299,)
+    if variant == "tiny":
+        _tiny(c)
+    return c
+
+
+def custom(phase: str, variant: str) -> mlc.ConfigDict:
+    """A folder of images with one caption file per image (see the README)."""
+    c = base_config()
+    c.phase = phase
+    c.data.name = "custom"
+    c.data.data_dir = "data/custom"
+    c.data.captions_per_image = 0  # 0 = the smallest number of captions over the files
+    if phase == "damsm":
+        c.data.image_sizes = (299,)
+    if variant == "tiny":
+        _tiny(c)
+    return c
+
+
+def shapes(phase: str, variant: str) -> mlc.ConfigDict:
+    """The procedural captioned-shapes dataset; ``phase="demo"`` is the default ``train.py`` job.
+
+    Small widths, a small trainable image trunk instead of Inception, two stages (32 -> 64) and
+    no flips or crops (captions name left/right positions), sized to finish in about 15 minutes on
+    2 CPU cores.
+    """
+    c = base_config()
+    c.phase = phase
+    c.data.name = "shapes"
+    c.data.data_dir = "data/shapes"
+    c.data.random_crop = False
+    c.data.random_flip = False
+    c.data.captions_per_image = 10
+    c.data.words_num = 12
+    c.data.shapes.image_size = 64
+    c.data.image_sizes = (32, 64)
+    c.model.image_trunk = "small"
+    c.model.small_trunk_width = 32
+    c.model.embed_dim = 64
+    c.model.emb_dim = 64
+    c.model.gf_dim = 16
+    c.model.df_dim = 16
+    c.model.z_dim = 32
+    c.model.condition_dim = 32
+    c.model.r_num = 1
+    c.model.num_stages = 2
+    c.model.base_size = 32
+    c.damsm.batch_size = 32
+    c.damsm.num_epochs = 8
+    c.damsm.lr = 0.002
+    c.damsm.reset_optimizer_each_epoch = False
+    c.damsm.dropout = 0.1
+    c.gan.batch_size = 16
+    c.gan.num_epochs = 12
+    c.gan.lam = 5.0
+    c.log_every = 50
+    c.checkpoint_every = 500
+    c.sample_every = 500
+    c.eval.caption_fidelity = True
+    if variant == "tiny":
+        _tiny(c)
+    return c
+
+
+def _tiny(c: mlc.ConfigDict) -> None:
+    """Shrinks anything to a few-second CPU run (tests)."""
+    c.data.name = "shapes" if c.data.name == "shapes" else c.data.name
+    c.data.shapes.num_train = 64
+    c.data.shapes.num_test = 16
+    c.data.shapes.image_size = 64 if max(c.data.image_sizes) <= 64 else max(c.data.image_sizes)
+    c.model.image_trunk = "small"
+    c.model.small_trunk_width = 8
+    c.model.embed_dim = 16
+    c.model.emb_dim = 16
+    c.model.gf_dim = 4
+    c.model.df_dim = 4
+    c.model.z_dim = 8
+    c.model.condition_dim = 8
+    c.model.r_num = 1
+    c.damsm.batch_size = 8
+    c.gan.batch_size = 4
+    c.damsm.num_steps = 2
+    c.gan.num_steps = 2
+    c.log_every = 1
+    c.checkpoint_every = 1
+    c.sample_every = 2
+    c.eval.num_batches = 1

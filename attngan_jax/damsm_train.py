@@ -1,0 +1,231 @@
+"""DAMSM pretraining (``code/pretrain_DAMSM.py``, reference §10): state, one jitted step, evaluation.
+
+What is trained: the whole text encoder (embedding + bi-LSTM) and the image encoder's two
+projection heads (``emb_features``, ``emb_cnn_code``) on top of a frozen Inception-v3 trunk, or, for
+CPU-sized data (``model.image_trunk = "small"``), a small trunk trained from scratch together with
+the heads.
+
+Choices (each matching the original unless said):
+
+* Loss ``w0 + w1 + s0 + s1`` (word loss + sentence loss, both directions, class-masked), Eq. (10)-(13).
+* Adam(b1=0.5, b2=0.999); learning rate ``lr * decay**min(epoch, e_floor)`` where ``e_floor`` is the
+  first epoch at which the rate has fallen to ``lr / 10`` (0.002 -> 1.999e-4 from epoch 114 on).
+  ``reset_optimizer_each_epoch`` reproduces the original's new Adam every epoch (the training loop
+  re-initialises the optimizer state at epoch boundaries).
+* Gradient clipping by global norm 0.25 on the text encoder only (``clip_grad_norm`` semantics:
+  scale by ``max / (norm + 1e-6)`` when that is below 1).
+* The frozen Inception's BatchNorm: the original calls ``cnn_model.train()`` every epoch, so its
+  BatchNorm normalises with batch statistics and its running statistics drift; the released
+  ``image_encoder*.pth`` hold those drifted statistics. ``damsm.inception_bn_train=True`` (default)
+  does the same; ``False`` keeps the ImageNet statistics frozen (eval-mode BatchNorm), which is the
+  cleaner choice for fine-tuning on a new dataset.
+* Dropout 0.5 on the word embeddings from the ``"dropout"`` rng, folded with the step.
+"""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from attngan_jax import losses
+from attngan_jax.models.image_encoder import CNNEncoder, trainable_mask
+from attngan_jax.models.text_encoder import RNNEncoder
+from attngan_jax.types import Batch, PRNGKey, PyTree
+
+
+@flax.struct.dataclass
+class DAMSMState:
+    """Everything DAMSM pretraining checkpoints.
+
+    Attributes:
+        step: number of updates done.
+        params: ``{"text": ..., "image": ...}`` parameters.
+        batch_stats: BatchNorm statistics of the image encoder.
+        opt_state: Adam state over ``params`` (frozen leaves masked out).
+        rng: base key; per-step keys are ``fold_in(rng, step)``.
+    """
+
+    step: jax.Array
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+    rng: jax.Array
+
+
+def build_models(config) -> tuple[RNNEncoder, CNNEncoder]:
+    """The two DAMSM encoders for a config (vocabulary size from ``config.model.vocab_size``)."""
+    m = config.model
+    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
+    text = RNNEncoder(
+        vocab_size=m.vocab_size,
+        embed_dim=m.embed_dim,
+        hidden_dim=m.emb_dim,
+        dropout_rate=config.damsm.dropout,
+        dtype=dtype,
+    )
+    w = m.small_trunk_width
+    image = CNNEncoder(
+        nef=m.emb_dim,
+        trunk=m.image_trunk,
+        align_corners=m.align_corners,
+        small_widths=(w, 2 * w, 4 * w, 8 * w),
+        dtype=dtype,
+    )
+    return text, image
+
+
+def epoch_floor(decay: float, factor: float = 10.0) -> int:
+    """First epoch ``e`` with ``decay**e <= 1/factor`` (114 for 0.98): the rate stops decaying there."""
+    e, lr = 0, 1.0
+    while lr > 1.0 / factor:
+        lr *= decay
+        e += 1
+    return e
+
+
+def learning_rate(config, step: jax.Array, steps_per_epoch: int) -> jax.Array:
+    """``lr * decay ** min(epoch, e_floor)`` (reference §10)."""
+    d = config.damsm
+    epoch = step // max(steps_per_epoch, 1)
+    return d.lr * jnp.power(d.lr_decay, jnp.minimum(epoch, epoch_floor(d.lr_decay)).astype(jnp.float32))
+
+
+def make_optimizer(config, params: PyTree) -> optax.GradientTransformation:
+    """Adam's moment scaling (the step multiplies by ``-lr``), frozen parameters masked out."""
+    adam = optax.scale_by_adam(b1=0.5, b2=0.999, eps=1e-8)
+    mask = {
+        "text": jax.tree_util.tree_map(lambda _: True, params["text"]),
+        "image": trainable_mask(params["image"], config.model.image_trunk),
+    }
+    return optax.chain(optax.masked(adam, mask), optax.masked(optax.set_to_zero(), _invert(mask)))
+
+
+def _invert(mask: PyTree) -> PyTree:
+    return jax.tree_util.tree_map(lambda b: not b, mask)
+
+
+def init_state(config, rng: PRNGKey, image_size: int) -> tuple[DAMSMState, optax.GradientTransformation]:
+    """Random initial state (use ``jax.eval_shape`` on this for abstract targets)."""
+    text, image = build_models(config)
+    k_text, k_img, k_state = jax.random.split(rng, 3)
+    L = config.data.words_num
+    caps = jnp.ones((2, L), jnp.int32)
+    lens = jnp.full((2,), L, jnp.int32)
+    tv = text.init({"params": k_text, "dropout": k_text}, caps, lens, train=False)
+    iv = image.init(k_img, jnp.zeros((2, image_size, image_size, 3)), train=False)
+    params = {"text": tv["params"], "image": iv["params"]}
+    tx = make_optimizer(config, params)
+    state = DAMSMState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=iv.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        rng=k_state,
+    )
+    return state, tx
+
+
+def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Array]:
+    """``torch.nn.utils.clip_grad_norm_``: scale by ``max/(norm+1e-6)`` if that is < 1."""
+    norm = optax.global_norm(tree)
+    scale = jnp.minimum(1.0, max_norm / (norm + 1e-6))
+    return jax.tree_util.tree_map(lambda g: g * scale, tree), norm
+
+
+def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, train: bool):
+    """Forward both encoders and the four DAMSM losses.
+
+    Returns:
+        ``(total, (metrics, new_batch_stats, aux))`` with aux holding codes for retrieval metrics.
+    """
+    d = config.damsm
+    images = batch[f"image_{max(config.data.image_sizes)}"]
+    bn_train = train and (config.model.image_trunk == "small" or d.inception_bn_train)
+    img_vars = {"params": params["image"], "batch_stats": batch_stats}
+    if bn_train:
+        (features, cnn_code), upd = image.apply(
+            img_vars, images, train=True, mutable=["batch_stats"]
+        )
+        new_stats = upd["batch_stats"]
+    else:
+        features, cnn_code = image.apply(img_vars, images, train=False)
+        new_stats = batch_stats
+    words_emb, sent_emb = text.apply(
+        {"params": params["text"]},
+        batch["captions"],
+        batch["cap_lens"],
+        train=train,
+        rngs={"dropout": rng},
+    )
+    class_ids = batch["class_ids"]
+    w0, w1, _ = losses.words_loss(
+        features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3
+    )
+    s0, s1 = losses.sent_loss(cnn_code, sent_emb, class_ids, d.gamma3)
+    total = w0 + w1 + s0 + s1
+    metrics = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1, "loss": total}
+    return total, (metrics, new_stats, {"cnn_code": cnn_code, "sent_emb": sent_emb})
+
+
+def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: int):
+    """``train_step(state, batch) -> (state, metrics)``; pure, to be jitted once."""
+    text, image = build_models(config)
+
+    def train_step(state: DAMSMState, batch: Batch):
+        rng = jax.random.fold_in(state.rng, state.step)
+
+        def loss_fn(params):
+            return damsm_losses(config, text, image, params, state.batch_stats, batch, rng, True)
+
+        (_, (metrics, new_stats, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params
+        )
+        text_grads, text_norm = clip_by_global_norm_torch(grads["text"], config.damsm.rnn_grad_clip)
+        grads = {"text": text_grads, "image": grads["image"]}
+        lr = learning_rate(config, state.step, steps_per_epoch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics)
+        metrics.update(
+            lr=lr,
+            grad_norm_text=text_norm,
+            grad_norm_image=optax.global_norm(grads["image"]),
+            param_norm_text=optax.global_norm(params["text"]),
+            param_norm_image=optax.global_norm(params["image"]),
+        )
+        new = state.replace(
+            step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state
+        )
+        return new, metrics
+
+    return train_step
+
+
+def make_eval_step(config):
+    """``eval_step(state, batch) -> metrics``: losses and in-batch retrieval accuracy (eval mode)."""
+    text, image = build_models(config)
+
+    def eval_step(state: DAMSMState, batch: Batch):
+        _, (metrics, _, aux) = damsm_losses(
+            config, text, image, state.params, state.batch_stats, batch, state.rng, False
+        )
+        img = aux["cnn_code"] / (jnp.linalg.norm(aux["cnn_code"], axis=-1, keepdims=True) + 1e-8)
+        snt = aux["sent_emb"] / (jnp.linalg.norm(aux["sent_emb"], axis=-1, keepdims=True) + 1e-8)
+        sim = img @ snt.T  # (B images, B sentences)
+        labels = jnp.arange(sim.shape[0])
+        metrics = dict(metrics)
+        metrics["retrieval_i2t"] = jnp.mean((jnp.argmax(sim, axis=1) == labels).astype(jnp.float32))
+        metrics["retrieval_t2i"] = jnp.mean((jnp.argmax(sim, axis=0) == labels).astype(jnp.float32))
+        return metrics
+
+    return eval_step
+
+
+def mean_metrics(items: list[dict]) -> dict[str, float]:
+    """Averages a list of metric dicts on the host."""
+    keys = items[0].keys()
+    return {k: float(np.mean([float(m[k]) for m in items])) for k in keys}

@@ -1,0 +1,77 @@
+"""Device mesh helpers: one ``data`` axis over every device of every host.
+
+Training is data parallel: the global batch is split along its first axis over the ``data`` mesh
+axis and every parameter is replicated. Under ``jax.jit`` XLA (GSPMD) inserts the all-reduces, so
+the mean gradients and the BatchNorm statistics are those of the *global* batch, exactly as a
+single device running the whole batch would compute them.
+
+Multi-host: call :func:`maybe_initialize_distributed` first (it runs ``jax.distributed.initialize()``
+when the usual cluster environment variables are set, or when ``--multihost`` is given); each
+process then feeds its own shard of the data (see ``attngan_jax.data.pipeline``) and
+``jax.make_array_from_process_local_data`` assembles global arrays.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed(force: bool = False) -> None:
+    """Initialises ``jax.distributed`` on multi-host jobs (TPU pods, SLURM, explicit coordinator).
+
+    Args:
+        force: initialise even when no cluster environment is detected.
+    """
+    cluster_env = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+    if force or any(os.environ.get(k) for k in cluster_env):
+        try:
+            jax.distributed.initialize()
+        except RuntimeError as e:  # already initialised
+            if "already" not in str(e):
+                raise
+
+
+def make_mesh(devices: list | None = None) -> Mesh:
+    """A 1-D mesh with axis ``data`` over ``devices`` (default: every device of every host)."""
+    devs = np.asarray(devices if devices is not None else jax.devices())
+    return Mesh(devs.reshape(-1), (DATA_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding of parameters and optimizer states (a full copy on every device)."""
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """Sharding of batch arrays: the first axis split over ``data``."""
+    return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch_size(global_batch: int, mesh: Mesh) -> None:
+    """Raises a clear error when the global batch does not split evenly over the devices."""
+    n = mesh.devices.size
+    if global_batch % n:
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by the {n} devices of the mesh; "
+            f"use a multiple of {n} (e.g. --config.gan.batch_size={((global_batch // n) + 1) * n})"
+        )
+
+
+def to_global(batch: dict, mesh: Mesh) -> dict:
+    """Host-local numpy batch -> global ``jax.Array``s sharded over ``data`` (strings stay on host)."""
+    sharding = batch_sharded(mesh)
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        if v.dtype.kind in "OUS":
+            out[k] = v
+        else:
+            out[k] = jax.make_array_from_process_local_data(sharding, v)
+    return out

@@ -1,0 +1,392 @@
+"""Training entry point: ``train_and_evaluate(config, workdir)`` (what ``train.py`` calls).
+
+Phases (``config.phase``): ``damsm`` pretrains the DAMSM encoders, ``attngan`` trains the GAN with
+frozen encoders loaded from ``config.gan.damsm_checkpoint`` (a model directory), ``demo`` runs both
+(``WORKDIR/damsm`` then ``WORKDIR/attngan``) — the shapes demo that ``python train.py`` runs.
+
+Every phase: data-parallel over every device (``attngan_jax.sharding``), one jitted step, orbax
+checkpoints of the whole state plus the data-loader position every ``checkpoint_every`` steps and
+on SIGTERM/SIGINT (restarting with the same workdir continues exactly), TensorBoard scalars and
+images, a progress bar, non-finite losses stop the run naming the step and the loss. At the end the
+networks are exported as a model directory (``attngan_jax.export``) and ``WORKDIR/summary.json`` is
+written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+
+from attngan_jax import damsm_train, export, gan_train, sharding
+from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
+from attngan_jax.data import pipeline, tfds_builders
+from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.observe import MetricWriter, check_finite, progress
+
+log = logging.getLogger(__name__)
+
+
+class Preempted(RuntimeError):
+    """Raised after a SIGTERM/SIGINT checkpoint so the caller stops without an export."""
+
+
+# ----------------------------------------------------------------------------- data
+def prepare_data(config: mlc.ConfigDict) -> str:
+    """Builds (or reuses) the prepared ArrayRecord dataset; returns its directory."""
+    d = config.data
+    kwargs: dict[str, Any] = {}
+    if d.name == "shapes":
+        s = d.shapes
+        kwargs = dict(
+            num_train=s.num_train,
+            num_test=s.num_test,
+            image_size=s.image_size,
+            seed=s.seed,
+            captions_per_image=d.captions_per_image,
+        )
+    elif d.captions_per_image:
+        kwargs = dict(captions_per_image=d.captions_per_image)
+    manual = d.manual_dir or None
+    return tfds_builders.prepare(d.name, d.data_dir, manual, progress=True, **kwargs)
+
+
+def load_vocabulary(data_path: str) -> Vocabulary:
+    """The vocabulary saved beside a prepared dataset."""
+    return Vocabulary.load(pipeline.vocabulary_path(data_path))
+
+
+def num_examples(data_path: str, split: str) -> int:
+    """Number of records of a split of a prepared dataset."""
+    meta = pipeline.dataset_metadata(data_path)
+    counts = meta.get("num_examples") or meta.get("splits") or {}
+    if split in counts:
+        v = counts[split]
+        return int(v if not isinstance(v, dict) else v.get("num_examples", 0))
+    return len(pipeline.make_loader(data_path, split, global_batch_size=1)._data_source)
+
+
+def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, train: bool):
+    """The grain loader of a phase (``train=False``: no shuffling, one pass)."""
+    d = config.data
+    return pipeline.make_loader(
+        data_path,
+        split,
+        global_batch_size=batch_size,
+        image_sizes=tuple(d.image_sizes),
+        words_num=d.words_num,
+        seed=seed,
+        shuffle=train,
+        num_epochs=None if train else 1,
+        random_crop=d.random_crop if train else False,
+        random_flip=d.random_flip if train else False,
+        sort_by_length=d.sort_by_length,
+        worker_count=d.worker_count if train else 0,
+    )
+
+
+# ----------------------------------------------------------------------------- generic loop
+def _loader_state_to_json(state: Any) -> Any:
+    return state.decode() if isinstance(state, bytes) else state
+
+
+def _loader_state_from_json(state: Any) -> Any:
+    return state.encode() if isinstance(state, str) else state
+
+
+def run_loop(
+    *,
+    name: str,
+    workdir: str,
+    config: mlc.ConfigDict,
+    mesh,
+    init_fn: Callable[[], Any],
+    step_fn: Callable,
+    loader,
+    total_steps: int,
+    hooks: list[Callable[[int, Any, dict], None]] = (),
+    on_epoch: Callable[[int, Any], Any] | None = None,
+    steps_per_epoch: int = 0,
+    batch_size: int = 1,
+) -> tuple[Any, dict[str, float]]:
+    """Runs ``state, metrics = step_fn(state, batch)`` from the last checkpoint to ``total_steps``.
+
+    Args:
+        name: phase name (progress bar and logs).
+        workdir: the phase's directory (``checkpoints/``, ``tensorboard/``).
+        config: the experiment config.
+        mesh: device mesh.
+        init_fn: ``() -> state`` (jitted with replicated outputs; never materialised on one device
+            first).
+        step_fn: the pure step.
+        loader: the grain loader of the training split.
+        total_steps: where to stop.
+        hooks: ``hook(step, state, metrics)`` called after every step on the host.
+        on_epoch: ``state = on_epoch(epoch, state)`` at epoch boundaries (e.g. optimizer reset).
+        steps_per_epoch: for ``on_epoch``.
+        batch_size: global batch size (examples/s).
+
+    Returns:
+        ``(final state, last host metrics)``.
+
+    Raises:
+        Preempted: a SIGTERM/SIGINT arrived; a checkpoint of the current step was written.
+        attngan_jax.observe.NonFiniteLossError: a loss became NaN/inf.
+    """
+    repl = sharding.replicated(mesh)
+    abstract = jax.eval_shape(init_fn)
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
+    )
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"),
+        max_to_keep=config.keep_checkpoints,
+        save_interval_steps=config.checkpoint_every,
+    )
+    it = iter(loader)
+    start = 0
+    if ckpt.latest_step() is not None:
+        state, extra, start = ckpt.restore(target)
+        if extra.get("data") is not None:
+            it.set_state(_loader_state_from_json(extra["data"]))
+        log.info("%s: resumed from step %d in %s", name, start, workdir)
+    else:
+        state = jax.jit(init_fn, out_shardings=repl)()
+    step_jit = jax.jit(step_fn, donate_argnums=(0,))
+    writer = MetricWriter(os.path.join(workdir, "tensorboard"))
+    flag = install_preemption_handler()
+    host_metrics: dict[str, float] = {}
+    t_last, n_last = time.time(), start
+    try:
+        bar = progress(total_steps, initial=start, desc=name)
+        for step in range(start, total_steps):
+            if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
+                state = on_epoch(step // steps_per_epoch, state)
+            batch = sharding.to_global(next(it), mesh)
+            state, metrics = step_jit(state, batch)
+            host_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            check_finite(host_metrics, step + 1)
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == total_steps:
+                now = time.time()
+                host_metrics["examples_per_s"] = (done - n_last) * batch_size / max(now - t_last, 1e-9)
+                t_last, n_last = now, done
+                writer.write_scalars(done, host_metrics)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in list(host_metrics.items())[:4]})
+            for hook in hooks:
+                hook(done, state, host_metrics)
+            extra = {"data": _loader_state_to_json(it.get_state())}
+            if flag.requested:
+                ckpt.save(done, state, extra, force=True)
+                ckpt.wait()
+                raise Preempted(f"{name}: stopped by signal {flag.signum} at step {done}; resume "
+                                f"with the same --workdir")
+            ckpt.save(done, state, extra, force=done == total_steps)
+        bar.close()
+    finally:
+        ckpt.close()
+        writer.flush()
+        flag.uninstall()
+    writer.close()
+    return state, host_metrics
+
+
+# ----------------------------------------------------------------------------- phases
+def _steps(config, phase_cfg, n_train: int) -> tuple[int, int]:
+    spe = phase_cfg.steps_per_epoch or max(n_train // phase_cfg.batch_size, 1)
+    total = phase_cfg.num_steps or phase_cfg.num_epochs * spe
+    return total, spe
+
+
+def model_config(config) -> dict:
+    """The part of the config sampling/evaluation need to rebuild the networks."""
+    m = config.model.to_dict()
+    m.update(
+        words_num=config.data.words_num,
+        image_sizes=list(config.data.image_sizes),
+        dataset=config.data.name,
+        damsm_dropout=config.damsm.dropout,
+        dtype=config.dtype,
+    )
+    return m
+
+
+def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
+    """DAMSM pretraining; exports the encoders to ``workdir``; returns summary figures."""
+    d = config.damsm
+    sharding.check_batch_size(d.batch_size, mesh)
+    n_train = num_examples(data_path, "train")
+    total, spe = _steps(config, d, n_train)
+    size = max(config.data.image_sizes)
+    rng = jax.random.key(config.seed)
+    init_fn = lambda: damsm_train.init_state(config, rng, size)[0]  # noqa: E731
+    tx = jax.eval_shape(lambda: damsm_train.init_state(config, rng, size))[1]
+    step_fn = damsm_train.make_train_step(config, tx, spe)
+    loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
+
+    def reset_opt(epoch, state):
+        if not d.reset_optimizer_each_epoch:
+            return state
+        return state.replace(opt_state=jax.jit(tx.init)(state.params))
+
+    state, last = run_loop(
+        name="damsm",
+        workdir=workdir,
+        config=config,
+        mesh=mesh,
+        init_fn=init_fn,
+        step_fn=step_fn,
+        loader=loader,
+        total_steps=total,
+        on_epoch=reset_opt,
+        steps_per_epoch=spe,
+        batch_size=d.batch_size,
+    )
+    ev = evaluate_damsm(config, state, data_path, mesh)
+    encoders = {
+        "text": {"params": state.params["text"]},
+        "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
+    }
+    export.save_damsm(workdir, encoders)
+    export.save_model_config(workdir, model_config(config))
+    Vocabulary.load(pipeline.vocabulary_path(data_path)).save(os.path.join(workdir, "vocab.json"))
+    return {"final_step": total, "final_losses": last, **ev}
+
+
+def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
+    """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode)."""
+    bs = config.damsm.batch_size
+    loader = make_loader(config, data_path, "test", bs, config.seed, False)
+    eval_step = jax.jit(damsm_train.make_eval_step(config))
+    items = []
+    for i, batch in enumerate(loader):
+        if i >= config.eval.num_batches:
+            break
+        items.append(jax.device_get(eval_step(state, sharding.to_global(batch, mesh))))
+    if not items:
+        return {}
+    m = damsm_train.mean_metrics(items)
+    return {f"damsm_test_{k}": v for k, v in m.items()}
+
+
+def load_encoders(config, directory: str) -> Any:
+    """DAMSM encoders of a model directory, checked against this config's shapes."""
+    enc = export.load_damsm(directory)
+    text, image = damsm_train.build_models(config)
+    expected = jax.eval_shape(
+        lambda: damsm_train.init_state(config, jax.random.key(0), max(config.data.image_sizes))[0]
+    )
+    got_t = jax.tree_util.tree_map(np.shape, enc["text"]["params"])
+    want_t = jax.tree_util.tree_map(lambda x: x.shape, expected.params["text"])
+    if got_t != want_t:
+        raise ValueError(
+            f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
+            "emb_dim differ); train DAMSM on the same prepared dataset or fix --config.model.*"
+        )
+    return jax.tree_util.tree_map(jnp.asarray, enc)
+
+
+def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
+    """AttnGAN training; exports the EMA generator to ``workdir``; returns summary figures."""
+    g = config.gan
+    sharding.check_batch_size(g.batch_size, mesh)
+    if not damsm_dir:
+        raise ValueError(
+            "AttnGAN training needs pretrained DAMSM encoders: set --config.gan.damsm_checkpoint "
+            "to the workdir of a DAMSM run or to a converted original release"
+        )
+    encoders = load_encoders(config, damsm_dir)
+    n_train = num_examples(data_path, "train")
+    total, spe = _steps(config, g, n_train)
+    rng = jax.random.key(config.seed + 1)
+    init_fn = lambda: gan_train.init_state(config, rng, encoders)  # noqa: E731
+    step_fn = gan_train.make_train_step(config)
+    loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
+    vocab = load_vocabulary(data_path)
+    hooks = [functools.partial(_sample_hook, config, workdir, data_path, vocab, mesh)]
+    state, last = run_loop(
+        name="attngan",
+        workdir=workdir,
+        config=config,
+        mesh=mesh,
+        init_fn=init_fn,
+        step_fn=step_fn,
+        loader=loader,
+        total_steps=total,
+        hooks=hooks,
+        batch_size=g.batch_size,
+    )
+    export.save_generator(workdir, {"params": state.ema_params, "batch_stats": state.g_stats})
+    export.save_damsm(workdir, state.encoders)
+    export.save_model_config(workdir, model_config(config))
+    vocab.save(os.path.join(workdir, "vocab.json"))
+    return {"final_step": total, "final_losses": last}
+
+
+def _sample_hook(config, workdir, data_path, vocab, mesh, step, state, metrics) -> None:
+    """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG."""
+    if step % config.sample_every:
+        return
+    from attngan_jax.sampling import render_super_image
+
+    img = render_super_image(config, state, data_path, vocab, mesh, num=8)
+    writer = MetricWriter(os.path.join(workdir, "tensorboard"))
+    writer.write_images(step, {"samples/super_image": img})
+    writer.close()
+    from attngan_jax.visualize import save_png
+
+    save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), img)
+
+
+# ----------------------------------------------------------------------------- entry point
+def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
+    """Runs the configured phase(s) in ``workdir`` and writes ``workdir/summary.json``.
+
+    Args:
+        config: an experiment config (``configs/*.py``).
+        workdir: output directory; re-running with the same workdir resumes.
+
+    Returns:
+        The summary dict.
+    """
+    sharding.maybe_initialize_distributed()
+    os.makedirs(workdir, exist_ok=True)
+    mesh = sharding.make_mesh()
+    data_path = prepare_data(config)
+    vocab = load_vocabulary(data_path)
+    with config.unlocked():
+        config.model.vocab_size = len(vocab)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    summary: dict[str, Any] = {"phase": config.phase, "devices": len(jax.devices())}
+    if config.phase in ("damsm", "demo"):
+        damsm_dir = workdir if config.phase == "damsm" else os.path.join(workdir, "damsm")
+        summary["damsm"] = run_damsm(config, damsm_dir, data_path, mesh)
+    if config.phase in ("attngan", "demo"):
+        gan_dir = workdir if config.phase == "attngan" else os.path.join(workdir, "attngan")
+        damsm_dir = config.gan.damsm_checkpoint or (
+            os.path.join(workdir, "damsm") if config.phase == "demo" else ""
+        )
+        summary["attngan"] = run_gan(config, gan_dir, data_path, mesh, damsm_dir)
+        if config.eval.caption_fidelity or config.phase == "demo":
+            from attngan_jax.sampling import evaluate_generator
+
+            summary["evaluation"] = evaluate_generator(config, gan_dir, data_path, mesh)
+    summary["final_step"] = max(
+        (v.get("final_step", 0) for v in summary.values() if isinstance(v, dict)), default=0
+    )
+    tmp = os.path.join(workdir, ".summary.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(summary, f, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, os.path.join(workdir, "summary.json"))
+    return summary

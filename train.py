@@ -1,0 +1,32 @@
+"""Train DAMSM and/or AttnGAN.
+
+    python train.py                       # the captioned-shapes demo (DAMSM then AttnGAN), runs/shapes
+    python train.py --config=configs/attngan_birds.py --workdir=runs/birds --config.gan.batch_size=20
+
+Re-running with the same --workdir resumes from its last checkpoint. See README.md.
+"""
+
+import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from attngan_jax import train_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/shapes.py", "Experiment config file (path[:variant]).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config name>).")
+
+
+def main(argv):
+    del argv
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or f"runs/{config.data.name}"
+    logging.info("workdir: %s", workdir)
+    print(f"attngan-jax: phase={config.phase} dataset={config.data.name} workdir={workdir}", flush=True)
+    summary = train_lib.train_and_evaluate(config, workdir)
+    print(f"done; summary in {workdir}/summary.json: final step {summary.get('final_step')}")
+
+
+if __name__ == "__main__":
+    app.run(main)
