@@ -44,8 +44,8 @@ _HEADS = ("emb_features", "emb_cnn_code")
 class SmallTrunk(nn.Module):
     """A small conv trunk returning local features and a pooled global feature.
 
-    A stride-1 stem (3x3) at ``widths[0]``, then one stride-2 ``BasicConv2d`` 3x3 (+ a stride-1
-    3x3) per further width. The local features are the output of the second-to-last stage, the
+    A stride-2 3x3 stem at ``widths[0]``, then per further width one stride-2 3x3 ``BasicConv2d``
+    and one stride-1 3x3. The local features are the output of the second-to-last stage, the
     global feature is the spatial mean of the last one (the roles of Mixed_6e and Mixed_7c).
 
     Attributes:
@@ -61,16 +61,16 @@ class SmallTrunk(nn.Module):
         """Runs the trunk.
 
         Args:
-            x: (B, H, W, 3) images in [-1, 1]; H and W divisible by ``2 ** (len(widths) - 1)``.
+            x: (B, H, W, 3) images in [-1, 1]; H and W divisible by ``2 ** len(widths)``.
             train: BatchNorm batch statistics.
 
         Returns:
-            ``(local, pooled)``: (B, H/2^(n-2), W/2^(n-2), widths[-2]) and (B, widths[-1]), with
+            ``(local, pooled)``: (B, H/2^(n-1), W/2^(n-1), widths[-2]) and (B, widths[-1]), with
             n = len(widths); for 64x64 and 4 widths: (B, 8, 8, 128) and (B, 256).
         """
         if len(self.widths) < 3:
             raise ValueError(f"SmallTrunk needs at least 3 widths, got {self.widths}")
-        x = BasicConv2d(self.widths[0], 3, 1, 1, self.dtype, name="stem")(x, train)
+        x = BasicConv2d(self.widths[0], 3, 2, 1, self.dtype, name="stem")(x, train)  # H/2
         local = x
         for i, w in enumerate(self.widths[1:], start=1):
             x = BasicConv2d(w, 3, 2, 1, self.dtype, name=f"stage{i}_down")(x, train)  # H/2
