@@ -11,7 +11,8 @@ Randomness is a function of ``(seed, position in the sampled stream)`` only: gra
 ``IndexSampler`` gives each position a Philox generator keyed ``seed + position``, and
 :class:`_ExampleTransform` mixes ``seed`` in again so two seeds never share a stream shifted by one
 position. The same ``(seed, shard_index, shard_count)`` therefore gives the same batches with any
-``worker_count``, and ``iterator.get_state()`` / ``set_state()`` restore the exact position.
+``worker_count``, and ``iterator.get_state()`` / ``set_state()`` restore the exact position (grain
+requires the restoring loader to have the same ``worker_count``, sampler and dataset/split).
 
 Each host batch is sorted by caption length, descending (the original's ``prepare_data``; stable,
 so ties keep sampling order). The discriminator's mismatched pairs in the original are image b with
