@@ -166,7 +166,7 @@ def sample_scene(
         The :class:`Scene`; positions and relations hold geometrically, objects never overlap.
     """
     background = Background(
-        rgb=tuple(float(rng.uniform(205, 238)) + rng.uniform(-5, 5, 3)),
+        rgb=tuple(float(v) for v in rng.uniform(205, 238) + rng.uniform(-5, 5, 3)),
         gradient=(float(rng.uniform(-12, 12)), float(rng.uniform(-12, 12))),
         wave=(
             float(rng.uniform(0.5, 3)),
