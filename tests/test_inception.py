@@ -136,6 +136,13 @@ def test_small_trunk_encoder_shapes_and_train_mode():
     # gradients reach the image (needed when G's loss goes through the encoder)
     g = jax.jit(jax.grad(lambda im: jnp.sum(enc.apply(v, im)[1] ** 2)))(x)
     assert float(jnp.abs(g).max()) > 0
+    # bfloat16 compute, float32 parameters
+    enc16 = CNNEncoder(nef=16, trunk="small", small_widths=(8, 16, 24, 32), dtype=jnp.bfloat16)
+    f16, c16 = jax.jit(enc16.apply)(v, x)
+    assert f16.dtype == jnp.bfloat16 and c16.dtype == jnp.bfloat16
+    np.testing.assert_allclose(
+        np.asarray(c16, np.float32), code, atol=0.05 * float(jnp.abs(code).max())
+    )
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,10 @@ original DAMSM pretraining, however, called ``cnn_model.train()``, so the frozen
 BatchNorm used *batch* statistics and its running statistics drifted to the dataset's (reference
 §4, §16.3, §16.9). ``train=True`` (with ``mutable=["batch_stats"]``) reproduces that faithfully.
 
-``CNNEncoder(trunk="small")`` swaps Inception for :class:`SmallTrunk`, a few-hundred-thousand
-parameter conv net trained from scratch (all parameters trainable), with no resize: a 64x64 image
-gives 8x8 local features, so the DAMSM losses can be trained on the toy shapes data on a CPU.
+``CNNEncoder(trunk="small")`` swaps Inception for :class:`SmallTrunk`, a conv net (1.26M
+parameters with the default widths) trained from scratch (all parameters trainable), with no
+resize: a 64x64 image gives 8x8 local features, so the DAMSM losses can be trained on the toy
+shapes data on a CPU.
 """
 
 from __future__ import annotations
