@@ -165,7 +165,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.data.random_crop = False
     c.data.random_flip = False
     c.data.captions_per_image = 10
-    c.data.words_num = 12
+    c.data.words_num = 18  # shapes captions have at most 18 words: no word dropping
     c.data.shapes.image_size = 64
     c.data.image_sizes = (32, 64)
     c.model.image_trunk = "small"

@@ -107,25 +107,37 @@ def _invert(mask: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda b: not b, mask)
 
 
-def init_state(config, rng: PRNGKey, image_size: int) -> tuple[DAMSMState, optax.GradientTransformation]:
-    """Random initial state (use ``jax.eval_shape`` on this for abstract targets)."""
+def init_variables(config, rng: PRNGKey, image_size: int) -> tuple[PyTree, PyTree]:
+    """Random ``(params {"text", "image"}, image batch_stats)`` of the two encoders."""
     text, image = build_models(config)
-    k_text, k_img, k_state = jax.random.split(rng, 3)
+    k_text, k_img = jax.random.split(rng)
     L = config.data.words_num
     caps = jnp.ones((2, L), jnp.int32)
     lens = jnp.full((2,), L, jnp.int32)
     tv = text.init({"params": k_text, "dropout": k_text}, caps, lens, train=False)
     iv = image.init(k_img, jnp.zeros((2, image_size, image_size, 3)), train=False)
-    params = {"text": tv["params"], "image": iv["params"]}
-    tx = make_optimizer(config, params)
-    state = DAMSMState(
+    return {"text": tv["params"], "image": iv["params"]}, iv.get("batch_stats", {})
+
+
+def init_state(
+    config, rng: PRNGKey, image_size: int, tx: optax.GradientTransformation
+) -> DAMSMState:
+    """Random initial state (use ``jax.eval_shape`` on this for abstract targets)."""
+    k_vars, k_state = jax.random.split(rng)
+    params, batch_stats = init_variables(config, k_vars, image_size)
+    return DAMSMState(
         step=jnp.zeros((), jnp.int32),
         params=params,
-        batch_stats=iv.get("batch_stats", {}),
+        batch_stats=batch_stats,
         opt_state=tx.init(params),
         rng=k_state,
     )
-    return state, tx
+
+
+def optimizer_for(config, image_size: int) -> optax.GradientTransformation:
+    """The optimizer, built from the abstract parameter structure (nothing is materialised)."""
+    params, _ = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
+    return make_optimizer(config, params)
 
 
 def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Array]:

@@ -6,7 +6,8 @@ when converting the original release, the networks alone are written as a *model
     DIR/model.json            model configuration (widths, vocabulary size, stages, ...)
     DIR/vocab.json            the vocabulary (attngan_jax.data.vocab.Vocabulary)
     DIR/model/damsm/          {"text": {"params"}, "image": {"params", "batch_stats"}}
-    DIR/model/generator/      {"params" (EMA unless said otherwise), "batch_stats"}
+    DIR/model/generator/      {"params" (the EMA weights), "batch_stats"}
+    DIR/model/generator_raw/  {"params" (the raw, non-EMA weights), "batch_stats"} (training only)
 
 Each part is an orbax checkpoint, written to a temporary name and renamed when complete, so an
 interrupted export never looks complete.
@@ -82,14 +83,16 @@ def load_damsm(directory: str) -> PyTree:
     return _load_tree(os.path.join(os.path.abspath(directory), "model", "damsm"))
 
 
-def save_generator(directory: str, variables: PyTree) -> None:
-    """Saves the generator's ``{"params", "batch_stats"}``."""
-    _save_tree(os.path.join(os.path.abspath(directory), "model", "generator"), variables)
+def save_generator(directory: str, variables: PyTree, raw: bool = False) -> None:
+    """Saves the generator's ``{"params", "batch_stats"}`` (EMA weights, or ``raw`` ones)."""
+    name = "generator_raw" if raw else "generator"
+    _save_tree(os.path.join(os.path.abspath(directory), "model", name), variables)
 
 
-def load_generator(directory: str) -> PyTree:
-    """Loads what :func:`save_generator` wrote."""
-    return _load_tree(os.path.join(os.path.abspath(directory), "model", "generator"))
+def load_generator(directory: str, raw: bool = False) -> PyTree:
+    """Loads what :func:`save_generator` wrote (``raw=True``: the non-EMA weights)."""
+    name = "generator_raw" if raw else "generator"
+    return _load_tree(os.path.join(os.path.abspath(directory), "model", name))
 
 
 def has_damsm(directory: str) -> bool:

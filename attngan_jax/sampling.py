@@ -58,13 +58,13 @@ class LoadedModel:
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(directory: str) -> LoadedModel:
-    """Loads ``model.json``, ``vocab.json``, the generator and the DAMSM encoders."""
+def load_model(directory: str, raw: bool = False) -> LoadedModel:
+    """Loads ``model.json``, ``vocab.json``, the generator (EMA, or ``raw``) and the encoders."""
     import os
 
     config = config_from_model_json(export.load_model_config(directory))
     vocab = Vocabulary.load(os.path.join(directory, "vocab.json"))
-    gen = jax.tree_util.tree_map(jnp.asarray, export.load_generator(directory))
+    gen = jax.tree_util.tree_map(jnp.asarray, export.load_generator(directory, raw=raw))
     enc = jax.tree_util.tree_map(jnp.asarray, export.load_damsm(directory))
     return LoadedModel(config, vocab, gen, enc)
 

@@ -65,13 +65,14 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
 
 
 def to_global(batch: dict, mesh: Mesh) -> dict:
-    """Host-local numpy batch -> global ``jax.Array``s sharded over ``data`` (strings stay on host)."""
+    """Host-local numpy batch -> global ``jax.Array``s sharded over ``data``.
+
+    Host-only fields (strings such as ``keys``) are dropped: the jitted steps never see them.
+    """
     sharding = batch_sharded(mesh)
     out = {}
     for k, v in batch.items():
         v = np.asarray(v)
-        if v.dtype.kind in "OUS":
-            out[k] = v
-        else:
+        if v.dtype.kind not in "OUS":
             out[k] = jax.make_array_from_process_local_data(sharding, v)
     return out

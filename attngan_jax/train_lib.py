@@ -229,8 +229,8 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     total, spe = _steps(config, d, n_train)
     size = max(config.data.image_sizes)
     rng = jax.random.key(config.seed)
-    init_fn = lambda: damsm_train.init_state(config, rng, size)[0]  # noqa: E731
-    tx = jax.eval_shape(lambda: damsm_train.init_state(config, rng, size))[1]
+    tx = damsm_train.optimizer_for(config, size)
+    init_fn = lambda: damsm_train.init_state(config, rng, size, tx)  # noqa: E731
     step_fn = damsm_train.make_train_step(config, tx, spe)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
@@ -282,12 +282,11 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
 def load_encoders(config, directory: str) -> Any:
     """DAMSM encoders of a model directory, checked against this config's shapes."""
     enc = export.load_damsm(directory)
-    text, image = damsm_train.build_models(config)
-    expected = jax.eval_shape(
-        lambda: damsm_train.init_state(config, jax.random.key(0), max(config.data.image_sizes))[0]
+    params, _ = jax.eval_shape(
+        lambda: damsm_train.init_variables(config, jax.random.key(0), max(config.data.image_sizes))
     )
     got_t = jax.tree_util.tree_map(np.shape, enc["text"]["params"])
-    want_t = jax.tree_util.tree_map(lambda x: x.shape, expected.params["text"])
+    want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
     if got_t != want_t:
         raise ValueError(
             f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
@@ -327,6 +326,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         batch_size=g.batch_size,
     )
     export.save_generator(workdir, {"params": state.ema_params, "batch_stats": state.g_stats})
+    export.save_generator(workdir, {"params": state.g_params, "batch_stats": state.g_stats}, raw=True)
     export.save_damsm(workdir, state.encoders)
     export.save_model_config(workdir, model_config(config))
     vocab.save(os.path.join(workdir, "vocab.json"))
