@@ -264,3 +264,42 @@ def test_global_batches_on_four_devices(prepared):
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+def test_real_sources_cub_mini_tree_and_shapes(tmp_path):
+    from test_data_sources import CUB_TRAIN, make_cub  # the colleagues' mini CUB tree
+
+    from attngan_jax.data.original import CUBSource
+    from attngan_jax.data.shapes import ShapesSource
+
+    data_dir = str(tmp_path / "tfds")
+    raw = make_cub(str(tmp_path / "raw"))
+    birds = tfds_builders.prepare("birds", data_dir, raw, captions_per_image=2)
+    cub = CUBSource(raw, captions_per_image=2)
+    assert Vocabulary.load(pipeline.vocabulary_path(birds)) == cub.vocabulary()
+    assert pipeline.dataset_metadata(birds)["positional_captions"] is False
+    ex = {e.key: e for e in cub.examples("train")}
+    ld = loader(birds, global_batch_size=2, random_crop=False, random_flip=False, num_epochs=1)
+    (batch,) = take(ld, 1)
+    assert sorted(batch["keys"].tolist()) == CUB_TRAIN
+    for b, key in enumerate(batch["keys"]):
+        n = int(batch["cap_lens"][b])
+        assert batch["captions"][b, :n].tolist() in ex[key].captions
+        want = expected_centre(ex[key].image)  # the bbox-cropped image
+        np.testing.assert_allclose(batch["image_32"][b], want[32], atol=1e-6)
+
+    kw = dict(num_train=6, num_test=2, image_size=32, captions_per_image=2)
+    shapes = tfds_builders.prepare("shapes", data_dir, **kw)
+    assert pipeline.dataset_metadata(shapes)["positional_captions"] is True
+    src = list(ShapesSource(**kw).examples("train"))
+    # defaults: no crop/flip for positional captions -> images independent of the seed
+    a = take(loader(shapes, global_batch_size=2, shuffle=False, seed=0), 3)
+    b = take(loader(shapes, global_batch_size=2, shuffle=False, seed=1), 3)
+    for x, y in zip(a, b):
+        order = [y["index"].tolist().index(i) for i in x["index"]]  # y's rows in x's order
+        np.testing.assert_array_equal(x["image_32"], y["image_32"][order])
+        for r, i in enumerate(x["index"]):
+            want = expected_centre(src[i].image)[32]
+            np.testing.assert_allclose(x["image_32"][r], want, atol=1e-6)
+    with pytest.warns(UserWarning, match="captions name positions"):
+        loader(shapes, random_flip=True)

@@ -30,6 +30,7 @@ are started with the ``spawn`` method, so they cost a few seconds to start.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -77,7 +78,7 @@ def to_unit_range(img: Image.Image) -> np.ndarray:
 
 
 def image_pyramid(
-    image: np.ndarray,
+    image: np.ndarray | Image.Image,
     image_sizes: Sequence[int],
     rng: np.random.Generator | None,
     random_crop: bool = True,
@@ -86,7 +87,7 @@ def image_pyramid(
     """The original ``get_imgs`` transform (reference §12.5) on an already-cropped image.
 
     Args:
-        image: (H, W, 3) uint8 RGB.
+        image: (H, W, 3) uint8 RGB array or PIL RGB image.
         image_sizes: pyramid sizes, e.g. (64, 128, 256); the largest is the crop size.
         rng: generator for crop offsets and flip (unused when both are off).
         random_crop: random crop offsets (uniform, torchvision ``RandomCrop``); else centre crop.
@@ -96,7 +97,8 @@ def image_pyramid(
         ``{size: (size, size, 3) float32 in [-1, 1]}``.
     """
     max_size = max(image_sizes)
-    img = scale_shorter_side(Image.fromarray(image), int(max_size * 76 / 64))
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    img = scale_shorter_side(img, int(max_size * 76 / 64))
     w, h = img.size
     if random_crop:
         top = int(rng.integers(0, h - max_size + 1))
@@ -162,9 +164,8 @@ class _ExampleTransform(grain.transforms.RandomMap):
         caption, length = sample_caption(
             element["tokens"][ends[j] - lens[j] : ends[j]], self.words_num, rng
         )
-        pyramid = image_pyramid(
-            element["image"], self.image_sizes, rng, self.random_crop, self.random_flip
-        )
+        image = Image.open(io.BytesIO(element["image"])).convert("RGB")  # encoded PNG/JPEG
+        pyramid = image_pyramid(image, self.image_sizes, rng, self.random_crop, self.random_flip)
         key = element["key"]
         out = {f"image_{s}": pyramid[s] for s in self.image_sizes}
         out.update(
@@ -272,7 +273,10 @@ def make_loader(
     if global_batch_size % shard_count:
         raise ValueError(f"global_batch_size {global_batch_size} not divisible by {shard_count}")
     source = _IndexedSource(
-        tfds.builder_from_directory(path).as_data_source(split),
+        # images stay encoded here and are decoded by PIL in the transform
+        tfds.builder_from_directory(path).as_data_source(
+            split, decoders={"image": tfds.decode.SkipDecoding()}
+        ),
         f"{dataset_metadata(path).get('dataset')}/{split}",
     )
     shard_options = grain.sharding.ShardOptions(
