@@ -77,11 +77,11 @@ def same(a: dict, b: dict) -> bool:
 
 
 def expected_centre(image: np.ndarray) -> dict[int, np.ndarray]:
-    """Independent reference for crop/flip off: PIL Scale(38) + CenterCrop(32) + Scale(16)."""
+    """Independent reference for crop/flip off: PIL Scale(32) + CenterCrop(32) + Scale(16)."""
     img = Image.fromarray(image)
     w, h = img.size
-    if min(w, h) != 38:
-        img = img.resize((38, int(38 * h / w)) if w < h else (int(38 * w / h), 38), Image.BILINEAR)
+    if min(w, h) != 32:
+        img = img.resize((32, int(32 * h / w)) if w < h else (int(32 * w / h), 32), Image.BILINEAR)
     w, h = img.size
     top, left = int(round((h - 32) / 2)), int(round((w - 32) / 2))
     crop = img.crop((left, top, left + 32, top + 32))

@@ -90,7 +90,10 @@ def image_pyramid(
         image: (H, W, 3) uint8 RGB array or PIL RGB image.
         image_sizes: pyramid sizes, e.g. (64, 128, 256); the largest is the crop size.
         rng: generator for crop offsets and flip (unused when both are off).
-        random_crop: random crop offsets (uniform, torchvision ``RandomCrop``); else centre crop.
+        random_crop: the original's resize to 76/64 of the crop size and a random crop (uniform
+            offsets, torchvision ``RandomCrop``). ``False``: the shorter side is resized to the crop
+            size itself and the centre is cropped, so a square image is used whole (evaluation,
+            and datasets whose captions name positions such as shapes).
         random_flip: horizontal flip with p = 0.5.
 
     Returns:
@@ -98,7 +101,7 @@ def image_pyramid(
     """
     max_size = max(image_sizes)
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    img = scale_shorter_side(img, int(max_size * 76 / 64))
+    img = scale_shorter_side(img, int(max_size * 76 / 64) if random_crop else max_size)
     w, h = img.size
     if random_crop:
         top = int(rng.integers(0, h - max_size + 1))

@@ -13,6 +13,7 @@ linear bias. Its BatchNorm scale ~ N(1, 0.02) is applied by :func:`perturb_batch
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax
@@ -110,6 +111,7 @@ class InitStageG(nn.Module):
     """
 
     ngf_in: int
+    num_upsamples: int = 4
     dtype: Dtype | None = None
 
     @nn.compact
@@ -137,7 +139,7 @@ class InitStageG(nn.Module):
         b = x.shape[0]
         x = x.reshape(b, self.ngf_in, 4, 4)  # torch C order: feature = c·16 + y·4 + x
         x = x.transpose(0, 2, 3, 1)  # (B, 4, 4, ngf_in)
-        for i in range(4):  # 4 -> 8 -> 16 -> 32 -> 64, channels halved each time
+        for i in range(self.num_upsamples):  # 4 -> 8 -> 16 -> 32 (-> 64), channels halved each time
             x = UpBlock(self.ngf_in // 2 ** (i + 1), dtype=self.dtype, name=f"upsample{i + 1}")(
                 x, train
             )
@@ -216,6 +218,10 @@ class Generator(nn.Module):
         condition_dim: CONDITION_DIM (ncf, 100).
         r_num: residual blocks per next stage (2 birds, 3 COCO, 0 AttnDCGAN).
         num_stages: TREE.BRANCH_NUM (1, 2 or 3): output sizes 64, 128, 256.
+        base_size: first-stage resolution, ``4 * 2**k`` (64 in the original, where INIT_STAGE_G
+            starts at ``16 * gf_dim`` channels and upsamples 4 times). Smaller values start at
+            ``gf_dim * base_size / 4`` channels and upsample ``log2(base_size / 4)`` times, so every
+            stage still ends with ``gf_dim`` channels (32 is used by the CPU shapes demo).
         dcgan: ``G_DCGAN``: a single image head (``img_net``) on the last stage.
         faithful_mask: reproduce the original's misaligned attention mask.
         dtype: computation dtype.
@@ -227,6 +233,7 @@ class Generator(nn.Module):
     condition_dim: int = 100
     r_num: int = 2
     num_stages: int = 3
+    base_size: int = 64
     dcgan: bool = False
     faithful_mask: bool = True
     dtype: Dtype | None = None
@@ -259,7 +266,12 @@ class Generator(nn.Module):
         c_code, mu, logvar = CANet(self.condition_dim, dtype=self.dtype, name="ca_net")(
             sent_emb, eps
         )
-        h = InitStageG(16 * self.gf_dim, dtype=self.dtype, name="h_net1")(
+        ups = int(round(math.log2(self.base_size / 4)))
+        if self.base_size != 4 * 2**ups or ups < 1:
+            raise ValueError(f"base_size must be 4 * 2**k (8, 16, 32, 64, ...), got {self.base_size}")
+        h = InitStageG(
+            self.gf_dim * self.base_size // 4, num_upsamples=ups, dtype=self.dtype, name="h_net1"
+        )(
             z, c_code.astype(z.dtype), train
         )
         imgs, atts = [], []
