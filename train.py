@@ -6,10 +6,10 @@
 Re-running with the same --workdir resumes from its last checkpoint. See README.md.
 """
 
-import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
 from attngan_jax import train_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -19,11 +19,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/
 
 
 def main(argv):
+    """Parses the config and runs training."""
     del argv
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"runs/{config.data.name}"
     logging.info("workdir: %s", workdir)
-    print(f"attngan-jax: phase={config.phase} dataset={config.data.name} workdir={workdir}", flush=True)
+    print(
+        f"attngan-jax: phase={config.phase} dataset={config.data.name} workdir={workdir}",
+        flush=True,
+    )
     summary = train_lib.train_and_evaluate(config, workdir)
     print(f"done; summary in {workdir}/summary.json: final step {summary.get('final_step')}")
 

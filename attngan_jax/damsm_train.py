@@ -90,7 +90,9 @@ def learning_rate(config, step: jax.Array, steps_per_epoch: int) -> jax.Array:
     """``lr * decay ** min(epoch, e_floor)`` (reference §10)."""
     d = config.damsm
     epoch = step // max(steps_per_epoch, 1)
-    return d.lr * jnp.power(d.lr_decay, jnp.minimum(epoch, epoch_floor(d.lr_decay)).astype(jnp.float32))
+    return d.lr * jnp.power(
+        d.lr_decay, jnp.minimum(epoch, epoch_floor(d.lr_decay)).astype(jnp.float32)
+    )
 
 
 def make_optimizer(config, params: PyTree) -> optax.GradientTransformation:

@@ -160,6 +160,66 @@ def encode_text(text: RNNEncoder, encoders: PyTree, batch: Batch):
     return jax.lax.stop_gradient(words), jax.lax.stop_gradient(sent), mask
 
 
+def generator_loss(
+    config,
+    discs,
+    image,
+    d_params,
+    d_stats,
+    image_vars,
+    fakes,
+    mu,
+    logvar,
+    words,
+    sent,
+    cap_lens,
+    class_ids,
+):
+    """The generator's loss (reference §8.6 + §8.7), as the training step evaluates it.
+
+    ``Σ_i [BCE(cond(D_i(fake_i)), 1) + BCE(uncond(D_i(fake_i)), 1)] + λ(w0 + w1) + λ(s0 + s1) + KL``
+    with the DAMSM terms from the frozen image encoder (eval mode) on the last stage's images.
+
+    Args:
+        config: experiment config (``gan.lam``, ``gan.gamma1..3``).
+        discs: ``{"d<i>": Discriminator}``; d_params, d_stats: their variables.
+        image: the DAMSM image encoder module; image_vars: its variables.
+        fakes: tuple of (B, S_i, S_i, 3) images per stage; mu, logvar: (B, ncf).
+        words, sent: (B, T, D), (B, D) text features; cap_lens, class_ids: (B,).
+
+    Returns:
+        ``(total, (parts, new_d_stats))``; parts has ``g_loss<i>``, ``w_loss``, ``s_loss``,
+        ``kl_loss``.
+    """
+    g = config.gan
+    total, aux, st_out = 0.0, {}, {}
+    for name, d in discs.items():
+        i = int(name[1:])
+        loss_i, st, _ = losses.generator_adversarial_loss(
+            d.apply, d_params[name], d_stats[name], fakes[i], sent, d.uncond
+        )
+        st_out[name] = st
+        aux[f"g_loss{i}"] = loss_i
+        total = total + loss_i
+    region, code = image.apply(image_vars, fakes[-1], train=False)
+    f32 = jnp.float32
+    damsm, parts = losses.damsm_loss(
+        region.astype(f32),
+        code.astype(f32),
+        words.astype(f32),
+        sent.astype(f32),
+        cap_lens,
+        class_ids,
+        g.gamma1,
+        g.gamma2,
+        g.gamma3,
+        g.lam,
+    )
+    kl = losses.kl_loss(mu.astype(f32), logvar.astype(f32))
+    aux.update(parts, kl_loss=kl)
+    return total + damsm + kl, (aux, st_out)
+
+
 def make_train_step(config):
     """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure."""
     gen = build_generator(config)
@@ -216,31 +276,21 @@ def make_train_step(config):
 
         # 4. Generator through the updated discriminators, gradients w.r.t. the fakes only.
         def g_loss(fakes, mu, logvar):
-            total, aux, st_out = 0.0, {}, {}
-            for name, d in discs.items():
-                i = int(name[1:])
-                loss_i, st, _ = losses.generator_adversarial_loss(
-                    d.apply, d_params[name], d_stats[name], fakes[i], sent, d.uncond
-                )
-                st_out[name] = st
-                aux[f"g_loss{i}"] = loss_i
-                total = total + loss_i
-            region, code = image.apply(state.encoders["image"], fakes[-1], train=False)
-            damsm, parts = losses.damsm_loss(
-                region.astype(jnp.float32),
-                code.astype(jnp.float32),
-                words.astype(jnp.float32),
-                sent.astype(jnp.float32),
+            return generator_loss(
+                config,
+                discs,
+                image,
+                d_params,
+                d_stats,
+                state.encoders["image"],
+                fakes,
+                mu,
+                logvar,
+                words,
+                sent,
                 batch["cap_lens"],
                 batch["class_ids"],
-                g.gamma1,
-                g.gamma2,
-                g.gamma3,
-                g.lam,
             )
-            kl = losses.kl_loss(mu.astype(jnp.float32), logvar.astype(jnp.float32))
-            aux.update(parts, kl_loss=kl)
-            return total + damsm + kl, (aux, st_out)
 
         (err_g, (aux, d_stats)), cot = jax.value_and_grad(g_loss, argnums=(0, 1, 2), has_aux=True)(
             fakes, mu, logvar

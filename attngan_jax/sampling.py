@@ -179,6 +179,93 @@ def generate(
     }
 
 
+def sample_noise(
+    seed: int,
+    indices: np.ndarray,
+    z_dim: int,
+    condition_dim: int,
+    truncation: float | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """z and the CA noise of items ``indices``, each drawn from ``fold_in(key(seed), index)``.
+
+    The noise of an item depends only on ``(seed, index)``, not on the batch it falls in, the
+    batch size or the number of devices, so outputs are reproducible however they are chunked.
+
+    Args:
+        seed: base seed.
+        indices: (N,) int item indices (e.g. ``caption_index * num_samples + sample``).
+        z_dim: noise size.
+        condition_dim: CA noise size.
+        truncation: if set, z ~ normal truncated to ``[-truncation, truncation]``.
+
+    Returns:
+        ``(z (N, z_dim), eps (N, condition_dim))`` float32.
+    """
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(seed), i))(jnp.asarray(indices))
+
+    def one(k):
+        k_z, k_e = jax.random.split(k)
+        if truncation:
+            z = jax.random.truncated_normal(k_z, -truncation, truncation, (z_dim,))
+        else:
+            z = jax.random.normal(k_z, (z_dim,))
+        return z, jax.random.normal(k_e, (condition_dim,))
+
+    return jax.vmap(one)(keys)
+
+
+def place_batch(arrays: Sequence[Any]) -> tuple[list[Any], int]:
+    """Puts a batch on the devices: data-sharded over all devices if there are several.
+
+    With one device the arrays are returned as they are (``jit`` places them). With several, the
+    batch axis is padded (repeating the last row) to a multiple of the device count and split over
+    a ``data`` mesh, so ``jit`` runs data parallel.
+
+    Args:
+        arrays: host arrays sharing their first (batch) axis of size B.
+
+    Returns:
+        ``(placed arrays, B)``; outputs of a jitted function must be cut back to ``[:B]``.
+    """
+    n = len(arrays[0])
+    ndev = jax.device_count()
+    if ndev == 1:
+        return list(arrays), n
+    from attngan_jax import sharding
+
+    pad = -n % ndev
+    out = []
+    sh = sharding.batch_sharded(sharding.make_mesh())
+    for a in arrays:
+        a = np.asarray(a)
+        if pad:
+            a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)])  # (B + pad, ...)
+        out.append(jax.device_put(a, sh))
+    return out, n
+
+
+def generate_batch(
+    m: LoadedModel, ids: np.ndarray, lens: np.ndarray, z: Any, eps: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One jitted generator call (eval mode) on encoded captions.
+
+    Args:
+        m: the loaded model.
+        ids: (B, T) int32 word ids, zero-padded.
+        lens: (B,) int32 caption lengths.
+        z: (B, z_dim) noise.
+        eps: (B, condition_dim) CA noise.
+
+    Returns:
+        ``(images per stage (B, S, S, 3) in [-1, 1], attention per attending stage (B, T, s, s))``
+        as numpy.
+    """
+    fn = _generate_fn(m.config.to_json())
+    (ids, lens, z, eps), n = place_batch([ids, lens, np.asarray(z), np.asarray(eps)])
+    imgs, atts = fn(m.generator, m.encoders["text"], ids, lens, z, eps)
+    return [np.asarray(x)[:n] for x in imgs], [np.asarray(a)[:n] for a in atts]
+
+
 # ----------------------------------------------------------------------------- during training
 def _decode(vocab: Vocabulary, ids: np.ndarray, n: int) -> list[str]:
     return [vocab.ixtoword[int(i)] for i in ids[:n]]
@@ -208,9 +295,7 @@ def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, n
     eps = jax.random.normal(jax.random.fold_in(k, 1), (num, config.model.condition_dim))
     dev = {k2: v for k2, v in batch.items() if k2 != "keys"}
     out = sample(state, dev, z, eps)
-    words = [
-        _decode(vocab, batch["captions"][i], int(batch["cap_lens"][i])) for i in range(num)
-    ]
+    words = [_decode(vocab, batch["captions"][i], int(batch["cap_lens"][i])) for i in range(num)]
     return super_image(
         [np.asarray(x) for x in out.fake_imgs], [np.asarray(a) for a in out.att_maps], words
     )
@@ -255,7 +340,9 @@ def evaluate_generator(config, model_dir: str, data_path: str, mesh, max_images:
         k = jax.random.fold_in(key, i)
         z = jax.random.normal(k, (n, m.config.model.z_dim))
         eps = jax.random.normal(jax.random.fold_in(k, 1), (n, m.config.model.condition_dim))
-        imgs, _ = gen_fn(m.generator, m.encoders["text"], batch["captions"], batch["cap_lens"], z, eps)
+        imgs, _ = gen_fn(
+            m.generator, m.encoders["text"], batch["captions"], batch["cap_lens"], z, eps
+        )
         final = np.asarray(imgs[-1])
         finals.append(final)
         codes.append(np.asarray(enc_img(m.encoders["image"], final)))

@@ -29,7 +29,12 @@ def maybe_initialize_distributed(force: bool = False) -> None:
     Args:
         force: initialise even when no cluster environment is detected.
     """
-    cluster_env = ("JAX_COORDINATOR_ADDRESS", "SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
+    cluster_env = (
+        "JAX_COORDINATOR_ADDRESS",
+        "SLURM_NTASKS",
+        "TPU_WORKER_HOSTNAMES",
+        "MEGASCALE_COORDINATOR_ADDRESS",
+    )
     if force or any(os.environ.get(k) for k in cluster_env):
         try:
             jax.distributed.initialize()

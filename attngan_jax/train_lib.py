@@ -179,7 +179,9 @@ def run_loop(
             done = step + 1
             if done % config.log_every == 0 or done == total_steps:
                 now = time.time()
-                host_metrics["examples_per_s"] = (done - n_last) * batch_size / max(now - t_last, 1e-9)
+                host_metrics["examples_per_s"] = (
+                    (done - n_last) * batch_size / max(now - t_last, 1e-9)
+                )
                 t_last, n_last = now, done
                 writer.write_scalars(done, host_metrics)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(host_metrics.items())[:4]})
@@ -189,8 +191,10 @@ def run_loop(
             if flag.requested:
                 ckpt.save(done, state, extra, force=True)
                 ckpt.wait()
-                raise Preempted(f"{name}: stopped by signal {flag.signum} at step {done}; resume "
-                                f"with the same --workdir")
+                raise Preempted(
+                    f"{name}: stopped by signal {flag.signum} at step {done}; resume "
+                    f"with the same --workdir"
+                )
             ckpt.save(done, state, extra, force=done == total_steps)
         bar.close()
     finally:
@@ -326,7 +330,9 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         batch_size=g.batch_size,
     )
     export.save_generator(workdir, {"params": state.ema_params, "batch_stats": state.g_stats})
-    export.save_generator(workdir, {"params": state.g_params, "batch_stats": state.g_stats}, raw=True)
+    export.save_generator(
+        workdir, {"params": state.g_params, "batch_stats": state.g_stats}, raw=True
+    )
     export.save_damsm(workdir, state.encoders)
     export.save_model_config(workdir, model_config(config))
     vocab.save(os.path.join(workdir, "vocab.json"))

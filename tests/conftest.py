@@ -2,9 +2,10 @@
 
 import os
 
-import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
 import jax
 import pytest
+
+import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
