@@ -14,7 +14,8 @@ Per caption (parsed by :func:`attngan_jax.data.shapes.parse_caption`) three crit
   center: within ``center_radius`` of the middle on both axes; relations: A's centroid is left
   of/right of/above/below B's by more than ``margin``.
 * ``both_colours`` (captions naming two or more different colours): each covers at least
-  ``min_fraction`` of the image.
+  ``min_fraction`` of the image and the named colours are the most covering ones (so noise with
+  every hue does not pass).
 
 A colour that covers less than ``min_fraction`` of the image counts as absent. Chance levels (random
 captions of the dataset) are about 1/6, 1/10 and 1/30.
@@ -174,7 +175,12 @@ def check(
         out["position"] = all(facts)
     named = set(spec.colours())
     if len(named) >= 2:
-        out["both_colours"] = all(present[COLOURS.index(c)] for c in named)
+        # The named colours must be present AND be the most covering ones: an image splashed with
+        # every hue (e.g. an untrained generator's noise) must not pass.
+        top = {int(k) for k in np.argsort(-fractions, kind="stable")[: len(named)]}
+        out["both_colours"] = all(
+            present[COLOURS.index(c)] and COLOURS.index(c) in top for c in named
+        )
     return out
 
 
