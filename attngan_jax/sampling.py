@@ -186,7 +186,7 @@ def sample_noise(
     condition_dim: int,
     truncation: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """z and the CA noise of items ``indices``, each drawn from ``fold_in(key(seed), index)``.
+    """Noise z and the CA noise of items ``indices``, each drawn from ``fold_in(key(seed), index)``.
 
     The noise of an item depends only on ``(seed, index)``, not on the batch it falls in, the
     batch size or the number of devices, so outputs are reproducible however they are chunked.

@@ -1,0 +1,183 @@
+"""What ``eval.py`` runs: captions -> PNG files (``sample``), and metrics of model directories.
+
+``sample`` writes, for caption ``i`` (0-based, counting the non-empty lines of the caption file)
+and sample ``j``::
+
+    OUT/{i:04d}_{j:02d}_{size}.png       every stage's image (e.g. 0003_01_64.png, 0003_01_128.png)
+    OUT/{i:04d}_{j:02d}_attention.png    the super-image: stages + the top attended words' maps
+
+The noise of ``(i, j)`` is drawn from ``fold_in(key(seed), i * num_samples + j)``
+(:func:`attngan_jax.sampling.sample_noise`), so a caption's images do not depend on the batch size,
+the device count or the other captions in the file.
+
+``evaluate`` (metrics) lives in :mod:`attngan_jax.eval_metrics`; :func:`evaluate_all` scores every
+model directory below a folder that has no metrics JSON yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from attngan_jax import export, sampling
+from attngan_jax.data.text import DataError
+from attngan_jax.observe import progress
+from attngan_jax.visualize import save_png, super_image, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_dir(path: str) -> str:
+    """The model directory at ``path``: ``path`` itself, or the ``attngan/`` of a demo workdir.
+
+    Raises:
+        FileNotFoundError: neither holds a ``model.json`` (the message says what was looked for).
+    """
+    for cand in (path, os.path.join(path, "attngan")):
+        if os.path.isfile(os.path.join(cand, export.MODEL_JSON)):
+            return cand
+    raise FileNotFoundError(
+        f"{path}: not a model directory (no {export.MODEL_JSON} in it or in {path}/attngan). "
+        "Model directories are written at the end of training (train.py) and by "
+        "python -m attngan_jax.convert.release."
+    )
+
+
+def is_model_dir(path: str) -> bool:
+    """Whether :func:`resolve_model_dir` finds a model directory with a generator at ``path``."""
+    try:
+        return export.has_generator(resolve_model_dir(path))
+    except FileNotFoundError:
+        return False
+
+
+def read_captions(path: str) -> list[str]:
+    """The non-empty lines of a caption file, stripped (caption ``i`` = the i-th of them)."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    caps = [line for line in lines if line]
+    if not caps:
+        raise DataError(f"{path}: no captions (every line is empty)")
+    return caps
+
+
+def sample(
+    workdir: str,
+    captions: Sequence[str],
+    outdir: str,
+    num_samples: int = 1,
+    seed: int = 0,
+    generator: str = "ema",
+    truncation: float | None = None,
+    batch_size: int = 16,
+    top_k: int = 5,
+) -> list[str]:
+    """Generates ``num_samples`` images per caption and writes them as PNG files.
+
+    Args:
+        workdir: a model directory (or a demo workdir whose ``attngan/`` is one).
+        captions: caption strings; caption ``i`` writes ``{i:04d}_*``.
+        outdir: output folder (created).
+        num_samples: images per caption.
+        seed: noise seed.
+        generator: ``"ema"`` (the exported/released weights) or ``"raw"`` (non-EMA, training only).
+        truncation: truncate z to ``[-t, t]`` (None: plain normal).
+        batch_size: generator batch size (images per jitted call).
+        top_k: words shown per attending stage in the attention image.
+
+    Returns:
+        The written paths, in order.
+
+    Raises:
+        DataError: a caption has no word of the vocabulary (named in the message); unknown words
+            of other captions are logged as warnings, by name, and dropped.
+    """
+    if generator not in ("ema", "raw"):
+        raise ValueError(f"generator must be 'ema' or 'raw', got {generator!r}")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    model_dir = resolve_model_dir(workdir)
+    m = sampling.load_model(model_dir, raw=generator == "raw")
+    # Encode everything first: a caption without any known word fails before any image is made.
+    ids, lens, words, _ = sampling.encode_captions(m.vocab, captions, m.config.data.words_num)
+    total = len(captions) * num_samples
+    item_caption = np.repeat(np.arange(len(captions)), num_samples)  # (total,)
+    written: list[str] = []
+    bar = progress(total, desc="sample")
+    bar.unit = "image"
+    for s in range(0, total, batch_size):
+        items = np.arange(s, min(s + batch_size, total))  # item = caption * num_samples + sample
+        z, eps = sampling.sample_noise(
+            seed, items, m.config.model.z_dim, m.config.model.condition_dim, truncation
+        )
+        caps = item_caption[items]
+        imgs, atts = sampling.generate_batch(m, ids[caps], lens[caps], z, eps)
+        for b, item in enumerate(items):
+            i, j = divmod(int(item), num_samples)
+            stem = os.path.join(outdir, f"{i:04d}_{j:02d}")
+            for x in imgs:
+                path = f"{stem}_{x.shape[1]}.png"
+                save_png(path, to_uint8(x[b]))
+                written.append(path)
+            sup = super_image(
+                [x[b : b + 1] for x in imgs], [a[b : b + 1] for a in atts], [words[i]], top_k=top_k
+            )
+            save_png(f"{stem}_attention.png", sup)
+            written.append(f"{stem}_attention.png")
+        bar.update(len(items))
+    bar.close()
+    return written
+
+
+def metrics_path(model_dir: str, generator: str = "ema") -> str:
+    """Where the metrics of one generator of a model directory are written."""
+    return os.path.join(model_dir, "eval", f"metrics_{generator}.json")
+
+
+def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict | None]:
+    """Scores each model directory directly below ``root`` that has no metrics JSON yet.
+
+    Args:
+        root: a folder of model directories (or of demo workdirs).
+        generator: ``"ema"`` or ``"raw"``.
+        **kwargs: :func:`attngan_jax.eval_metrics.evaluate` options.
+
+    Returns:
+        ``{subdir: metrics dict, or None when skipped (already scored)}``.
+    """
+    from attngan_jax.eval_metrics import evaluate
+
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{root}: no such folder")
+    results: dict[str, dict | None] = {}
+    subdirs = [os.path.join(root, d) for d in sorted(os.listdir(root))]
+    found = [d for d in subdirs if os.path.isdir(d) and is_model_dir(d)]
+    if not found:
+        raise FileNotFoundError(f"{root}: no model directory below it")
+    for d in found:
+        md = resolve_model_dir(d)
+        if os.path.exists(metrics_path(md, generator)):
+            print(f"{d}: already scored ({metrics_path(md, generator)}), skipped")
+            results[d] = None
+            continue
+        results[d] = evaluate(md, generator=generator, **kwargs)
+    return results
+
+
+def format_metrics(out: dict) -> str:
+    """One readable line of a metrics dict (values, then the skipped metrics with their reasons)."""
+    parts = []
+    for k, v in sorted(out.get("metrics", {}).items()):
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b:.4g}" for a, b in sorted(v.items()) if isinstance(b, float))
+            parts.append(f"{k}: {{{v}}}")
+        else:
+            parts.append(f"{k}={v:.4g}")
+    for k, why in sorted(out.get("skipped", {}).items()):
+        parts.append(f"[{k} skipped: {why}]")
+    if out.get("fid_column"):
+        parts.append(f"(FID column: {out['fid_column']})")
+    return "; ".join(parts)

@@ -1,0 +1,96 @@
+r"""Sample images from captions, or compute IS / FID / R-precision / caption fidelity.
+
+    python eval.py --mode=sample --workdir=runs/shapes --captions=captions.txt --outdir=out
+    python eval.py --mode=sample --workdir=runs/birds_release --caption="a small red bird" --num_samples=4
+    python eval.py --mode=metrics --workdir=runs/shapes --data_dir=data/shapes
+    python eval.py --mode=metrics --workdir=runs/birds_release --data_dir=data/birds \\
+        --inception=pt_inception-2015-12-05-6726825d.pth --num_images=30000
+    python eval.py --mode=metrics --workdir=runs --all      # every model directory below runs/
+
+See docs/evaluation.md for the conventions (which Inception weights give which published column).
+"""
+
+from absl import app, flags
+
+import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
+from attngan_jax import eval_lib
+
+_MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir",
+    None,
+    "A model directory, a demo workdir (its attngan/ subdir), or with --all a folder of them.",
+)
+_CAPTIONS = flags.DEFINE_string("captions", None, "sample: caption file, one caption per line.")
+_CAPTION = flags.DEFINE_multi_string(
+    "caption", [], "sample: a caption (repeatable) instead of --captions."
+)
+_OUTDIR = flags.DEFINE_string("outdir", None, "sample: output folder (default WORKDIR/samples).")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "sample: images per caption.")
+_SEED = flags.DEFINE_integer("seed", 0, "Noise seed (metrics: also the caption choice).")
+_GENERATOR = flags.DEFINE_enum("generator", "ema", ["ema", "raw"], "EMA (exported) or raw weights.")
+_TRUNCATION = flags.DEFINE_float("truncation", None, "sample: truncate z to [-t, t].")
+_BATCH = flags.DEFINE_integer("batch_size", 16, "Images per jitted call.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "metrics: prepared dataset (default data/<dataset>)."
+)
+_NUM_IMAGES = flags.DEFINE_integer("num_images", 0, "metrics: images (0: one per test record).")
+_INCEPTION = flags.DEFINE_string(
+    "inception", None, "metrics: IS/FID Inception weights (.pth/.npz/TF ckpt)."
+)
+_KIND = flags.DEFINE_enum(
+    "inception_kind",
+    "auto",
+    ["auto", "torchvision", "fid", "stackgan"],
+    "metrics: which network --inception is.",
+)
+_FID_INCEPTION = flags.DEFINE_string(
+    "fid_inception", None, "metrics: separate FID network (default --inception)."
+)
+_FID_REF = flags.DEFINE_string(
+    "fid_reference", "test", "metrics: reference .npz (mu, sigma) or a split name."
+)
+_METRICS = flags.DEFINE_list(
+    "metrics", ["is", "fid", "r_precision", "caption_fidelity"], "metrics: which."
+)
+_ALL = flags.DEFINE_bool(
+    "all", False, "metrics: score every unscored model directory below --workdir."
+)
+
+
+def main(argv):
+    """Runs the mode given by the flags."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not _MODE.value or not _WORKDIR.value:
+        raise app.UsageError("--mode and --workdir are required")
+    if _MODE.value == "sample":
+        if bool(_CAPTIONS.value) == bool(_CAPTION.value):
+            raise app.UsageError("give either --captions=FILE or --caption=TEXT (repeatable)")
+        captions = eval_lib.read_captions(_CAPTIONS.value) if _CAPTIONS.value else _CAPTION.value
+        outdir = _OUTDIR.value or f"{eval_lib.resolve_model_dir(_WORKDIR.value)}/samples"
+        paths = eval_lib.sample(
+            _WORKDIR.value, captions, outdir, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
+            generator=_GENERATOR.value, truncation=_TRUNCATION.value, batch_size=_BATCH.value,
+        )  # fmt: skip
+        print(f"wrote {len(paths)} files to {outdir}")
+        return
+    from attngan_jax.eval_metrics import evaluate
+
+    kwargs = dict(
+        data_dir=_DATA_DIR.value, num_images=_NUM_IMAGES.value, batch_size=_BATCH.value,
+        seed=_SEED.value, inception=_INCEPTION.value, inception_kind=_KIND.value,
+        fid_inception=_FID_INCEPTION.value, fid_reference=_FID_REF.value, metrics=_METRICS.value,
+    )  # fmt: skip
+    if _ALL.value:
+        results = eval_lib.evaluate_all(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)
+    else:
+        results = {_WORKDIR.value: evaluate(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)}
+    for d, out in results.items():
+        if out is None:
+            continue
+        print(f"{d} ({_GENERATOR.value}): {eval_lib.format_metrics(out)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

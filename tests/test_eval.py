@@ -1,0 +1,119 @@
+"""eval.py / eval_lib: sampling to PNG files, metrics JSON (IS, FID, R-precision, fidelity), --all."""
+
+import json
+import logging
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(__file__))
+from eval_fixtures import make_model_dir, random_inception_npz  # noqa: E402
+
+from attngan_jax import eval_lib, eval_metrics, sampling  # noqa: E402
+from attngan_jax.data import pipeline, tfds_builders  # noqa: E402
+from attngan_jax.data.text import DataError  # noqa: E402
+from attngan_jax.data.vocab import Vocabulary  # noqa: E402
+from attngan_jax.metrics import networks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """A prepared shapes dataset (20 test images) and a tiny model directory on its vocabulary."""
+    root = tmp_path_factory.mktemp("eval")
+    data = tfds_builders.prepare(
+        "shapes", str(root / "data"), num_train=4, num_test=20, image_size=64, captions_per_image=2
+    )
+    vocab = Vocabulary.load(pipeline.vocabulary_path(data))
+    model = make_model_dir(str(root / "runs" / "a"), vocab)
+    return root, data, model, vocab
+
+
+def test_sample_files_names_and_determinism(shapes, tmp_path, caplog):
+    root, _, model, vocab = shapes
+    caps = tmp_path / "caps.txt"
+    caps.write_text("a red circle on the left\n\n  \na blue zebra square\n")
+    captions = eval_lib.read_captions(str(caps))
+    assert captions == ["a red circle on the left", "a blue zebra square"]  # blank lines skipped
+    demo = root / "demo"  # a demo workdir: the model directory is its attngan/ subdir
+    if not demo.exists():
+        shutil.copytree(model, demo / "attngan")
+    with caplog.at_level(logging.WARNING):
+        paths = eval_lib.sample(str(demo), captions, str(tmp_path / "out"), num_samples=2,
+                                seed=3, batch_size=3)  # fmt: skip
+    assert "zebra" in caplog.text  # the unknown word is named
+    names = sorted(os.listdir(tmp_path / "out"))
+    want = sorted(f"{i:04d}_{j:02d}_{s}.png" for i in range(2) for j in range(2)
+                  for s in ("64", "128", "attention"))  # fmt: skip
+    assert names == want and len(paths) == len(want)
+    assert np.asarray(Image.open(tmp_path / "out" / "0001_01_128.png")).shape == (128, 128, 3)
+    assert np.asarray(Image.open(tmp_path / "out" / "0000_00_64.png")).shape == (64, 64, 3)
+    # a caption's images depend on (seed, caption, sample) only, not on the batch or other captions
+    a = np.asarray(Image.open(tmp_path / "out" / "0000_01_128.png"))
+    eval_lib.sample(model, captions, str(tmp_path / "again"), num_samples=2, seed=3, batch_size=4)
+    a2 = np.asarray(Image.open(tmp_path / "again" / "0000_01_128.png"))
+    b = np.asarray(Image.open(tmp_path / "again" / "0000_00_128.png"))
+    diff = lambda x, y: np.abs(x.astype(int) - y.astype(int))  # noqa: E731
+    # same noise: equal up to float32 rounding of batch-size dependent conv kernels (a few levels)
+    assert diff(a, a2).max() <= 4 and diff(a, a2).mean() < 0.5
+    assert diff(a, b).mean() > 5 * diff(a, a2).mean()  # another sample of the caption differs
+
+
+def test_caption_without_known_word_is_an_error_naming_it(shapes, tmp_path):
+    _, _, model, _ = shapes
+    with pytest.raises(DataError, match="qwerty zxcv"):
+        eval_lib.sample(model, ["a red circle", "qwerty zxcv"], str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()  # fails before writing anything
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        eval_lib.resolve_model_dir(str(tmp_path))
+
+
+def test_noise_is_per_item():
+    z1, e1 = sampling.sample_noise(0, np.arange(6), 4, 3)
+    z2, e2 = sampling.sample_noise(0, np.arange(4, 6), 4, 3)
+    np.testing.assert_array_equal(np.asarray(z1)[4:], z2)
+    np.testing.assert_array_equal(np.asarray(e1)[4:], e2)
+    zt, _ = sampling.sample_noise(0, np.arange(50), 4, 3, truncation=0.5)
+    assert np.abs(np.asarray(zt)).max() <= 0.5
+
+
+def test_detect_kind():
+    assert networks.detect_kind({"blocks.0.0.conv.weight": 0}) == "fid"
+    assert networks.detect_kind({"fc.weight": np.zeros((1008, 2))}) == "fid"
+    assert networks.detect_kind({"fc.weight": np.zeros((1000, 2))}) == "torchvision"
+    assert networks.detect_kind({"fc.weight": np.zeros((51, 2))}) == "stackgan"
+    with pytest.raises(ValueError, match="7 classes"):
+        networks.detect_kind({"fc.weight": np.zeros((7, 2))})
+
+
+def test_metrics_json_and_all(shapes, tmp_path_factory):
+    root, data, model, vocab = shapes
+    inc = random_inception_npz(str(tmp_path_factory.mktemp("w") / "inception_v3.npz"))
+    out = eval_metrics.evaluate(model, data_dir=data, num_images=20, batch_size=10, seed=1,
+                                inception=inc)  # fmt: skip
+    path = eval_lib.metrics_path(model, "ema")
+    assert json.load(open(path)) == json.loads(json.dumps(out, default=float))
+    m = out["metrics"]
+    assert out["num_images"] == 20 and out["skipped"] == {}
+    assert out["inception"]["kind"] == "torchvision" and "PyTorch FID" in out["fid_column"]
+    assert 1.0 <= m["inception_score"] < 1000 and np.isfinite(m["inception_score_std"])
+    assert m["fid"] > 0 and os.path.exists(out["fid_reference"])  # reference stats cached
+    assert 0.0 <= m["r_precision"] <= 1.0 and m["r_precision_candidates"] == 20
+    cf = m["caption_fidelity"]
+    assert cf["n"] == 20 and sum(cf[f"n_{c}"] for c in ("colour_single", "position")) > 0
+    assert os.listdir(os.path.join(model, "eval", "tensorboard"))
+    # --all: "a" is scored already (skipped), "b" (a demo workdir) is scored, "c" is not a model
+    make_model_dir(str(root / "runs" / "b" / "attngan"), vocab, seed=5)
+    os.makedirs(root / "runs" / "c")
+    res = eval_lib.evaluate_all(str(root / "runs"), data_dir=os.path.dirname(os.path.dirname(data)),
+                                num_images=12, batch_size=6)  # fmt: skip
+    assert sorted(res) == [str(root / "runs" / "a"), str(root / "runs" / "b")]
+    assert res[str(root / "runs" / "a")] is None
+    rb = res[str(root / "runs" / "b")]
+    assert set(rb["skipped"]) == {"is", "fid"} and "--inception" in rb["skipped"]["is"]
+    assert rb["num_images"] == 12 and "r_precision" in rb["metrics"]
+    assert os.path.exists(root / "runs" / "b" / "attngan" / "eval" / "metrics_ema.json")
+    assert eval_lib.format_metrics(rb).count("skipped") == 2
