@@ -89,8 +89,26 @@ def test_detect_kind():
         networks.detect_kind({"fc.weight": np.zeros((7, 2))})
 
 
-def test_metrics_json_and_all(shapes, tmp_path_factory):
+def _fast_frechet(mu1, sigma1, mu2, sigma2):
+    """Same distance via symmetric eigendecompositions (scipy's sqrtm of a rank-deficient 2048x2048
+    product takes ~30 s on 2 CPU cores; frechet_distance itself is tested in test_metrics)."""
+    w, v = np.linalg.eigh(sigma1)
+    s1h = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # sigma1^(1/2)
+    tr = np.sqrt(np.clip(np.linalg.eigvalsh(s1h @ sigma2 @ s1h), 0, None)).sum()
+    d = mu1 - mu2
+    return float(d @ d + np.trace(sigma1) + np.trace(sigma2) - 2 * tr)
+
+
+def test_fast_frechet_matches():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((50, 8)), rng.standard_normal((40, 8)) + 0.3
+    args = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert _fast_frechet(*args) == pytest.approx(eval_metrics.fid_lib.frechet_distance(*args))
+
+
+def test_metrics_json_and_all(shapes, tmp_path_factory, monkeypatch):
     root, data, model, vocab = shapes
+    monkeypatch.setattr(eval_metrics.fid_lib, "frechet_distance", _fast_frechet)
     inc = random_inception_npz(str(tmp_path_factory.mktemp("w") / "inception_v3.npz"))
     out = eval_metrics.evaluate(model, data_dir=data, num_images=20, batch_size=10, seed=1,
                                 inception=inc)  # fmt: skip
