@@ -147,7 +147,7 @@ def init_state(config, rng: PRNGKey, encoders: PyTree) -> GANState:
         d_params=d_params,
         d_stats=d_stats,
         d_opt=d_tx.init(d_params),
-        ema_params=g_vars["params"],
+        ema_params=jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), g_vars["params"]),
         encoders=encoders,
         rng=k_state,
     )
