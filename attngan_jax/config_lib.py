@@ -129,7 +129,7 @@ def coco(phase: str, variant: str) -> mlc.ConfigDict:
     c.model.r_num = 3
     c.gan.lam = 50.0
     c.gan.batch_size = 14
-    c.gan.num_epochs = 120
+    c.gan.num_epochs = 80
     if phase == "damsm":
         c.data.image_sizes = (299,)
     if variant == "tiny":
@@ -185,7 +185,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.damsm.reset_optimizer_each_epoch = False
     c.damsm.dropout = 0.1
     c.gan.batch_size = 16
-    c.gan.num_epochs = 12
+    c.gan.num_epochs = 8
     c.gan.lam = 5.0
     c.log_every = 50
     c.checkpoint_every = 500

@@ -1,6 +1,5 @@
 """Training: steps learn, resume is exact, sharding is invisible, preemption and corruption are safe."""
 
-import json
 import os
 import signal
 import subprocess
