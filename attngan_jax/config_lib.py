@@ -77,6 +77,7 @@ def base_config() -> mlc.ConfigDict:
     c.damsm.gamma3 = 10.0
     c.damsm.inception_bn_train = True  # the original runs the frozen Inception's BN in train mode
     c.damsm.dropout = 0.5
+    c.damsm.class_masking = True  # same-class pairs are not negatives (reference §8.2)
 
     c.gan = mlc.ConfigDict()
     c.gan.batch_size = 20
@@ -93,6 +94,7 @@ def base_config() -> mlc.ConfigDict:
     c.gan.gamma1 = 4.0
     c.gan.gamma2 = 5.0
     c.gan.gamma3 = 10.0
+    c.gan.class_masking = True
 
     c.log_every = 100
     c.checkpoint_every = 2000
@@ -184,6 +186,12 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.damsm.lr = 0.002
     c.damsm.reset_optimizer_each_epoch = False
     c.damsm.dropout = 0.1
+    # The shapes class id is colour x shape of the first object, so class masking would hide
+    # exactly the negatives that differ only in position or in the second object: off, so the
+    # encoders learn positions (captions with identical meaning in one batch are rare).
+    c.damsm.class_masking = False
+    c.gan.class_masking = False
+    c.gan.ema_decay = 0.99  # a 2,000-step run: the 0.999 average would still hold the init
     c.gan.batch_size = 16
     c.gan.num_epochs = 8
     c.gan.lam = 5.0

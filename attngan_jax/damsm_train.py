@@ -174,7 +174,7 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
         train=train,
         rngs={"dropout": rng},
     )
-    class_ids = batch["class_ids"]
+    class_ids = batch["class_ids"] if d.class_masking else None
     w0, w1, _ = losses.words_loss(
         features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3
     )
