@@ -10,7 +10,7 @@ r"""Sample images from captions, or compute IS / FID / R-precision / caption fid
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
 from attngan_jax import eval_lib
@@ -62,6 +62,8 @@ def main(argv):
     """Runs the mode given by the flags."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # keep library INFO lines out of the output
+        logging.set_verbosity(logging.WARNING)
     if not _MODE.value or not _WORKDIR.value:
         raise app.UsageError("--mode and --workdir are required")
     if _MODE.value == "sample":

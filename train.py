@@ -21,6 +21,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/
 def main(argv):
     """Parses the config and runs training."""
     del argv
+    if not flags.FLAGS["verbosity"].present:  # orbax/tfds INFO lines would drown the progress bar
+        logging.set_verbosity(logging.WARNING)
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"runs/{config.data.name}"
     logging.info("workdir: %s", workdir)
