@@ -1,0 +1,186 @@
+"""Time one jitted training iteration (or the sampler) of attngan-jax on random weights and data.
+
+Usage::
+
+    python benchmarks/train_step.py --preset=birds128 --batch_size=4 [--steps=7]
+        [--dtype=float32|bfloat16] [--json=FILE]
+
+Presets (``bench_common.PRESETS``): ``birds64``/``birds128``/``birds256`` (the original birds widths,
+1/2/3 stages, Inception-v3 DAMSM image encoder in the G loss), ``coco256``, ``damsm_birds`` (the
+DAMSM step: Inception-v3 at 299, trunk BatchNorm in train mode, + bi-LSTM), ``shapes``
+(``configs/shapes.py`` GAN step) and ``sample_birds256`` (text encoder + generator in eval mode, as
+``sampling.generate``; use ``--batch_size=1`` for one caption).
+
+The step is the library's own (``gan_train.make_train_step`` / ``damsm_train.make_train_step``),
+jitted once with the state donated as ``train_lib`` does. ``compile_s`` is lowering + XLA
+compilation; one warm-up call follows, then ``--steps`` timed calls (each waits for its outputs).
+FLOPs and bytes come from XLA's ``cost_analysis()`` of the compiled executable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import bench_common as bc  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import attngan_jax  # noqa: E402,F401  (XLA:CPU flag before JAX starts)
+from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
+
+
+def make_config(preset: str, dtype: str):
+    """The experiment config of a preset (``config_lib`` builders with the preset's sizes)."""
+    p = bc.PRESETS[preset]
+    if p["kind"] == "shapes":
+        c = config_lib.shapes("attngan", "full")
+        with c.unlocked():
+            c.model.vocab_size = len(__import__("attngan_jax.data.shapes").data.shapes.IXTOWORD)
+    else:
+        c = config_lib.birds("damsm" if p["kind"] == "damsm" else "attngan", "full")
+        with c.unlocked():
+            for k in ("gf_dim", "df_dim", "emb_dim", "embed_dim", "z_dim", "condition_dim"):
+                setattr(c.model, k, p[k])
+            c.model.r_num = p["r_num"]
+            c.model.vocab_size = p["vocab_size"]
+            c.data.words_num = p["words_num"]
+            c.gan.lam = p["lam"]
+            if p["kind"] != "damsm":
+                c.model.num_stages = p["num_stages"]
+                c.data.image_sizes = tuple(64 * 2**i for i in range(p["num_stages"]))
+    c.dtype = dtype
+    return c
+
+
+def make_batch(config, batch: int, seed: int = 0) -> dict:
+    """Random batch of the right shapes: sorted captions (0-padded), images in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    words = config.data.words_num
+    lens = np.array(bc.caption_lengths(batch, words), np.int32)
+    caps = rng.integers(1, config.model.vocab_size, (batch, words)).astype(np.int32)
+    caps[np.arange(words)[None, :] >= lens[:, None]] = 0
+    out = {"captions": caps, "cap_lens": lens, "class_ids": np.arange(batch, dtype=np.int32)}
+    for s in config.data.image_sizes:
+        out[f"image_{s}"] = rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32)
+    return {k: jnp.asarray(v) for k, v in out.items()}
+
+
+def encoders_for(config, image_size: int):
+    """Random frozen DAMSM encoders ``{"text": {"params"}, "image": {"params", "batch_stats"}}``."""
+    p, bs = jax.jit(lambda k: damsm_train.init_variables(config, k, image_size))(jax.random.key(1))
+    return {"text": {"params": p["text"]}, "image": {"params": p["image"], "batch_stats": bs}}
+
+
+def build(preset: str, config, batch: int):
+    """(function to jit, donate_argnums, initial args, n_outputs_state) of a preset."""
+    kind = bc.PRESETS[preset]["kind"]
+    data = make_batch(config, batch)
+    if kind == "damsm":
+        tx = damsm_train.optimizer_for(config, 299)
+        state = jax.jit(lambda k: damsm_train.init_state(config, k, 299, tx))(jax.random.key(0))
+        return damsm_train.make_train_step(config, tx, steps_per_epoch=100), (0,), (state, data)
+    if kind == "sample":
+        fn = sampling._generate_fn(config.to_json()).__wrapped__
+        text, _ = damsm_train.build_models(config)
+        caps, lens = data["captions"], data["cap_lens"]
+        text_vars = jax.jit(lambda k: text.init(k, caps, lens, train=False))(jax.random.key(1))
+        g = gan_train.init_generator(
+            gan_train.build_generator(config), jax.random.key(2), config.data.words_num
+        )
+        z = jax.random.normal(jax.random.key(3), (batch, config.model.z_dim))
+        eps = jax.random.normal(jax.random.key(4), (batch, config.model.condition_dim))
+        return fn, (), (g, text_vars, caps, lens, z, eps)
+    enc = encoders_for(config, max(config.data.image_sizes))
+    state = jax.jit(lambda e: gan_train.init_state(config, jax.random.key(0), e))(enc)
+    return gan_train.make_train_step(config), (0,), (state, data)
+
+
+def cost(compiled) -> tuple[float, float]:
+    """(flops, bytes accessed) from XLA's cost analysis (0 where the backend gives none)."""
+    ca = compiled.cost_analysis()
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else {}
+    ca = ca or {}
+    return float(ca.get("flops", 0.0)), float(ca.get("bytes accessed", 0.0))
+
+
+def device_peak_memory() -> dict:
+    """``device.memory_stats()`` peak/in-use bytes where the backend reports them."""
+    stats = jax.devices()[0].memory_stats() or {}
+    keep = ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")
+    return {k: int(stats[k]) for k in keep if k in stats}
+
+
+def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
+    """Builds, compiles and times a preset; returns the result dict."""
+    load0 = bc.loadavg()
+    config = make_config(preset, dtype)
+    fn, donate, args = build(preset, config, batch)
+    jitted = jax.jit(fn, donate_argnums=donate)
+    t0 = time.perf_counter()
+    lowered = jitted.lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    flops, nbytes = cost(compiled)
+    stateful = bool(donate)
+
+    def call(args):
+        out = compiled(*args)
+        jax.block_until_ready(out)
+        return (out[0], *args[1:]) if stateful else args
+
+    args = call(args)  # warm-up
+    times, cpu = [], []
+    for _ in range(steps):
+        t, c = time.perf_counter(), time.process_time()
+        args = call(args)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    dev = jax.devices()[0]
+    res = {
+        "preset": preset,
+        "impl": "jax",
+        "batch_size": batch,
+        "dtype": dtype,
+        "steps": steps,
+        "trace_lower_s": t1 - t0,
+        "compile_s": {"train_step" if stateful else "generate": t2 - t1},
+        **bc.step_stats(times, batch, cpu),
+        "peak_rss_mb": bc.peak_rss_mb(),
+        "device_memory": device_peak_memory(),
+        "flops": flops,
+        "bytes_accessed": nbytes,
+        "device": f"{dev.platform}: {dev.device_kind}",
+        "jax_version": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "loadavg_before": load0,
+        "loadavg_after": bc.loadavg(),
+    }
+    peak = bc.cpu_peak() if dev.platform == "cpu" else bc.gpu_peak(dev.device_kind)
+    res["roofline"] = bc.roofline(peak, flops, nbytes, dtype, res["step_s_median"])
+    return res
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", required=True, choices=sorted(bc.PRESETS))
+    ap.add_argument("--batch_size", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args(argv)
+    res = run(a.preset, a.batch_size, a.steps, a.dtype)
+    bc.print_table([res])
+    bc.write_json(a.json, res)
+    return res
+
+
+if __name__ == "__main__":
+    main()
