@@ -384,10 +384,10 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
             os.path.join(workdir, "damsm") if config.phase == "demo" else ""
         )
         summary["attngan"] = run_gan(config, gan_dir, data_path, mesh, damsm_dir)
-        if config.eval.caption_fidelity or config.phase == "demo":
-            from attngan_jax.sampling import evaluate_generator
+        from attngan_jax.eval_metrics import evaluate
 
-            summary["evaluation"] = evaluate_generator(config, gan_dir, data_path, mesh)
+        wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])
+        summary["evaluation"] = evaluate(gan_dir, data_path, seed=config.seed, metrics=wanted)
     summary["final_step"] = max(
         (v.get("final_step", 0) for v in summary.values() if isinstance(v, dict)), default=0
     )
