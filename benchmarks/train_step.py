@@ -11,7 +11,9 @@ DAMSM step: Inception-v3 at 299, trunk BatchNorm in train mode, + bi-LSTM), ``sh
 (``configs/shapes.py`` GAN step) and ``sample_birds256`` (text encoder + generator in eval mode, as
 ``sampling.generate``; use ``--batch_size=1`` for one caption).
 
-The step is the library's own (``gan_train.make_train_step`` / ``damsm_train.make_train_step``),
+``startup_s`` is process start to the end of the warm-up step (imports, init, compile, one step);
+``--compilation_cache=DIR`` turns on ``attngan_jax.compilation_cache`` there (run twice to see the
+second-run start-up). The step is the library's own (``gan_train.make_train_step`` / ``damsm_train.make_train_step``),
 jitted once with the state donated as ``train_lib`` does. ``compile_s`` is lowering + XLA
 compilation; one warm-up call follows, then ``--steps`` timed calls (each waits for its outputs).
 FLOPs and bytes come from XLA's ``cost_analysis()`` of the compiled executable.
@@ -24,6 +26,7 @@ import os
 import sys
 import time
 
+_T_START = time.perf_counter()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_common as bc  # noqa: E402
@@ -137,6 +140,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
         return (out[0], *args[1:]) if stateful else args
 
     args = call(args)  # warm-up
+    startup_s = time.perf_counter() - _T_START
     times, cpu = [], []
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
@@ -151,6 +155,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
         "dtype": dtype,
         "steps": steps,
         "trace_lower_s": t1 - t0,
+        "startup_s": startup_s,
         "compile_s": {"train_step" if stateful else "generate": t2 - t1},
         **bc.step_stats(times, batch, cpu),
         "peak_rss_mb": bc.peak_rss_mb(),
@@ -175,7 +180,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--compilation_cache", default=None, help="enable the persistent cache in this directory"
+    )
     a = ap.parse_args(argv)
+    if a.compilation_cache:
+        from attngan_jax import compilation_cache
+
+        compilation_cache.enable(a.compilation_cache)
     res = run(a.preset, a.batch_size, a.steps, a.dtype)
     bc.print_table([res])
     bc.write_json(a.json, res)
