@@ -26,7 +26,6 @@ import ml_collections as mlc
 import numpy as np
 
 from attngan_jax import damsm_train, export, gan_train
-from attngan_jax.data import pipeline
 from attngan_jax.data.text import DataError, tokenize
 from attngan_jax.data.vocab import Vocabulary
 
@@ -273,6 +272,7 @@ def _decode(vocab: Vocabulary, ids: np.ndarray, n: int) -> list[str]:
 
 def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, num: int = 8):
     """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator."""
+    from attngan_jax.data import pipeline  # grain/TFDS only where a dataset is read
     from attngan_jax.visualize import super_image
 
     loader = pipeline.make_loader(
