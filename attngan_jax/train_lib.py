@@ -329,6 +329,8 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         hooks=hooks,
         batch_size=g.batch_size,
     )
+    if total % config.sample_every:  # the final grid, when the last step did not draw one
+        hooks[0](total, state, last, force=True)
     export.save_generator(workdir, {"params": state.ema_params, "batch_stats": state.g_stats})
     export.save_generator(
         workdir, {"params": state.g_params, "batch_stats": state.g_stats}, raw=True
@@ -339,9 +341,11 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     return {"final_step": total, "final_losses": last}
 
 
-def _sample_hook(config, workdir, data_path, vocab, mesh, step, state, metrics) -> None:
+def _sample_hook(
+    config, workdir, data_path, vocab, mesh, step, state, metrics, force=False
+) -> None:
     """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG."""
-    if step % config.sample_every:
+    if step % config.sample_every and not force:
         return
     from attngan_jax.sampling import render_super_image
 
