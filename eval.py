@@ -13,7 +13,7 @@ See docs/evaluation.md for the conventions (which Inception weights give which p
 from absl import app, flags, logging
 
 import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
-from attngan_jax import eval_lib
+from attngan_jax import compilation_cache, eval_lib
 
 _MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
 _WORKDIR = flags.DEFINE_string(
@@ -64,6 +64,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # keep library INFO lines out of the output
         logging.set_verbosity(logging.WARNING)
+    compilation_cache.enable()
     if not _MODE.value or not _WORKDIR.value:
         raise app.UsageError("--mode and --workdir are required")
     if _MODE.value == "sample":

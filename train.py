@@ -10,7 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
-from attngan_jax import train_lib
+from attngan_jax import compilation_cache, train_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/shapes.py", "Experiment config file (path[:variant]).", lock_config=True
@@ -23,6 +23,7 @@ def main(argv):
     del argv
     if not flags.FLAGS["verbosity"].present:  # orbax/tfds INFO lines would drown the progress bar
         logging.set_verbosity(logging.WARNING)
+    compilation_cache.enable()  # a second run of the same config starts in seconds
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"runs/{config.data.name}"
     logging.info("workdir: %s", workdir)

@@ -72,6 +72,7 @@ def build_models(config) -> tuple[RNNEncoder, CNNEncoder]:
         trunk=m.image_trunk,
         align_corners=m.align_corners,
         small_widths=(w, 2 * w, 4 * w, 8 * w),
+        small_spatial_global=m.get("small_trunk_spatial", False),
         dtype=dtype,
     )
     return text, image
@@ -158,7 +159,15 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
     d = config.damsm
     images = batch[f"image_{max(config.data.image_sizes)}"]
     bn_train = train and (config.model.image_trunk == "small" or d.inception_bn_train)
-    img_vars = {"params": params["image"], "batch_stats": batch_stats}
+    image_params = params["image"]
+    if config.model.image_trunk == "inception" and "inception" in image_params:
+        # The trunk is frozen: no gradient through its parameters (the original never runs this
+        # backward either). Measured 4x faster DAMSM steps on CPU, identical loss.
+        image_params = {
+            **image_params,
+            "inception": jax.lax.stop_gradient(image_params["inception"]),
+        }
+    img_vars = {"params": image_params, "batch_stats": batch_stats}
     if bn_train:
         (features, cnn_code), upd = image.apply(
             img_vars, images, train=True, mutable=["batch_stats"]
