@@ -52,6 +52,7 @@ def base_config() -> mlc.ConfigDict:
     c.model.emb_dim = 256  # EMBEDDING_DIM: nef = text hidden size = image feature size
     c.model.image_trunk = "inception"  # inception | small
     c.model.small_trunk_width = 32
+    c.model.small_trunk_spatial = False  # global code = flattened map (position-aware), not mean
     c.model.align_corners = True  # PyTorch 0.3 bilinear resize of the released models
     c.model.gf_dim = 32
     c.model.df_dim = 64
@@ -78,6 +79,7 @@ def base_config() -> mlc.ConfigDict:
     c.damsm.inception_bn_train = True  # the original runs the frozen Inception's BN in train mode
     c.damsm.dropout = 0.5
     c.damsm.class_masking = True  # same-class pairs are not negatives (reference §8.2)
+    c.damsm.mirror_negatives = False  # mirrored image + swapped position words as negatives
 
     c.gan = mlc.ConfigDict()
     c.gan.batch_size = 20
@@ -172,6 +174,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.data.image_sizes = (32, 64)
     c.model.image_trunk = "small"
     c.model.small_trunk_width = 32
+    c.model.small_trunk_spatial = True  # captions name positions: keep them in the global code
     c.model.embed_dim = 64
     c.model.emb_dim = 64
     c.model.gf_dim = 16
@@ -190,6 +193,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     # exactly the negatives that differ only in position or in the second object: off, so the
     # encoders learn positions (captions with identical meaning in one batch are rare).
     c.damsm.class_masking = False
+    c.damsm.mirror_negatives = True  # teach the encoders left/right and top/bottom
     c.gan.class_masking = False
     c.gan.ema_decay = 0.99  # a 2,000-step run: the 0.999 average would still hold the init
     c.gan.batch_size = 16

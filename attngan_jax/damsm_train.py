@@ -183,7 +183,7 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
         train=train,
         rngs={"dropout": rng},
     )
-    class_ids = batch["class_ids"] if d.class_masking else None
+    class_ids = batch["class_ids"] if (d.class_masking or d.get("mirror_negatives")) else None
     w0, w1, _ = losses.words_loss(
         features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3
     )
@@ -193,11 +193,75 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
     return total, (metrics, new_stats, {"cnn_code": cnn_code, "sent_emb": sent_emb})
 
 
-def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: int):
-    """``train_step(state, batch) -> (state, metrics)``; pure, to be jitted once."""
+HORIZONTAL_SWAPS = (("left", "right"), ("right", "left"))
+VERTICAL_SWAPS = (
+    ("top", "bottom"), ("bottom", "top"), ("above", "below"), ("below", "above"),
+    ("upper", "lower"), ("lower", "upper"), ("over", "under"), ("under", "over"),
+    ("beneath", "above"),
+)  # fmt: skip
+
+
+def swap_tables(ixtoword: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Word-id maps that mirror a caption horizontally / vertically (left<->right, top<->bottom)."""
+    w2i = {w: i for i, w in enumerate(ixtoword)}
+    tables = []
+    for pairs in (HORIZONTAL_SWAPS, VERTICAL_SWAPS):
+        t = np.arange(len(ixtoword), dtype=np.int32)
+        for a, b in pairs:
+            if a in w2i and b in w2i:
+                t[w2i[a]] = w2i[b]
+        tables.append(t)
+    return tables[0], tables[1]
+
+
+def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
+    """Doubles a batch with mirrored images and mirrored captions as hard negatives.
+
+    Not in the original. In-batch negatives almost never differ only by a position word, so the
+    contrastive DAMSM losses barely learn "left" vs "right"; a caption naming positions is paired
+    here with the image flipped along that axis and the caption's position words swapped
+    (``left<->right``; ``top<->bottom``, ``above<->below`` for vertical flips). A mirrored pair whose
+    caption did not change (no position word) gets the class id of its original, so the class
+    masking does not count a true match as a negative.
+
+    Args:
+        batch: ``image_key`` (B, S, S, 3), ``captions`` (B, L), ``cap_lens`` (B,).
+        image_key: the image field.
+        tables: ``(horizontal, vertical)`` word-id maps from :func:`swap_tables`.
+
+    Returns:
+        A batch of 2B with ``class_ids`` set for the masking.
+    """
+    lr, tb = (jnp.asarray(t) for t in tables)
+    caps, img = batch["captions"], batch[image_key]
+    bsz = caps.shape[0]
+    cap_lr, cap_tb = lr[caps], tb[caps]
+    has_lr = jnp.any(cap_lr != caps, axis=1)
+    has_tb = jnp.any(cap_tb != caps, axis=1)
+    horizontal = has_lr | ~has_tb  # (B,)
+    flipped = jnp.where(horizontal[:, None, None, None], img[:, :, ::-1], img[:, ::-1])
+    new_caps = jnp.where(horizontal[:, None], cap_lr, cap_tb)
+    changed = jnp.any(new_caps != caps, axis=1)
+    idx = jnp.arange(bsz, dtype=jnp.int32)
+    return {
+        image_key: jnp.concatenate([img, flipped]),
+        "captions": jnp.concatenate([caps, new_caps]),
+        "cap_lens": jnp.concatenate([batch["cap_lens"], batch["cap_lens"]]),
+        "class_ids": jnp.concatenate([idx, jnp.where(changed, bsz + idx, idx)]),
+    }
+
+
+def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: int, tables=None):
+    """``train_step(state, batch) -> (state, metrics)``; pure, to be jitted once.
+
+    ``tables`` (from :func:`swap_tables`) turns on :func:`add_mirrored_negatives`.
+    """
     text, image = build_models(config)
 
     def train_step(state: DAMSMState, batch: Batch):
+        if tables is not None:
+            key = f"image_{max(config.data.image_sizes)}"
+            batch = add_mirrored_negatives(batch, key, tables)
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):

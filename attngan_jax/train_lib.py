@@ -235,7 +235,10 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     rng = jax.random.key(config.seed)
     tx = damsm_train.optimizer_for(config, size)
     init_fn = lambda: damsm_train.init_state(config, rng, size, tx)  # noqa: E731
-    step_fn = damsm_train.make_train_step(config, tx, spe)
+    tables = None
+    if config.damsm.mirror_negatives:
+        tables = damsm_train.swap_tables(load_vocabulary(data_path).ixtoword)
+    step_fn = damsm_train.make_train_step(config, tx, spe, tables)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
     def reset_opt(epoch, state):

@@ -280,3 +280,30 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
     assert abs(float(parts["w_loss"]) - float(outputs["w_loss"])) <= 3e-3 * abs(
         float(outputs["w_loss"])
     )
+
+
+def test_mirrored_negatives_flip_and_swap():
+    words = ["<end>", "a", "red", "circle", "left", "right", "top", "bottom"]
+    tables = damsm_train.swap_tables(words)
+    caps = jnp.array([[1, 2, 3, 4], [1, 2, 3, 6], [1, 2, 3, 0]], jnp.int32)  # left / top / none
+    img = jnp.arange(3 * 4 * 4 * 3, dtype=jnp.float32).reshape(3, 4, 4, 3)
+    out = damsm_train.add_mirrored_negatives(
+        {"image_4": img, "captions": caps, "cap_lens": jnp.array([4, 4, 3])}, "image_4", tables
+    )
+    np.testing.assert_array_equal(out["captions"][3:], [[1, 2, 3, 5], [1, 2, 3, 7], [1, 2, 3, 0]])
+    np.testing.assert_array_equal(out["image_4"][3], img[0][:, ::-1])  # horizontal for left/right
+    np.testing.assert_array_equal(out["image_4"][4], img[1][::-1])  # vertical for top/bottom
+    # A mirrored caption that did not change is the same class as its original (not a negative).
+    np.testing.assert_array_equal(out["class_ids"], [0, 1, 2, 3, 4, 2])
+
+
+def test_spatial_global_code_keeps_the_layout():
+    from attngan_jax.models.image_encoder import SmallTrunk
+
+    x = jnp.zeros((2, 32, 32, 3)).at[0, 4:12, 4:12].set(1.0).at[1, 4:12, 20:28].set(1.0)
+    m = SmallTrunk((4, 8, 16), spatial_global=True)
+    v = m.init(jax.random.key(0), x)
+    local, g = m.apply(v, x)
+    assert local.shape == (2, 8, 8, 8) and g.shape == (2, 4 * 4 * 16)  # flattened 4x4x16 map
+    pooled = SmallTrunk((4, 8, 16)).apply(v, x)[1]
+    np.testing.assert_allclose(pooled, g.reshape(2, 16, 16).mean(1), rtol=1e-5, atol=1e-6)

@@ -49,12 +49,20 @@ class SmallTrunk(nn.Module):
     and one stride-1 3x3. The local features are the output of the second-to-last stage, the
     global feature is the spatial mean of the last one (the roles of Mixed_6e and Mixed_7c).
 
+    With ``spatial_global=True`` the global feature is the *flattened* last feature map instead of
+    its mean, so the global code (and the sentence loss, and R-precision) sees where things are:
+    a mean-pooled code is nearly translation invariant and cannot tell "a red circle on the left"
+    from "... on the right" (the shapes demo needs this; Inception's pooled code has the same
+    blind spot, which is fine for CUB/COCO captions).
+
     Attributes:
         widths: channels of the stem and of each stride-2 stage (at least 3 entries).
+        spatial_global: flatten instead of mean-pool the last map for the global feature.
         dtype: computation dtype.
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
+    spatial_global: bool = False
     dtype: Dtype | None = None
 
     @nn.compact
@@ -78,6 +86,8 @@ class SmallTrunk(nn.Module):
             x = BasicConv2d(w, 3, 1, 1, self.dtype, name=f"stage{i}_conv")(x, train)
             if i == len(self.widths) - 2:
                 local = x
+        if self.spatial_global:
+            return local, x.reshape(x.shape[0], -1)  # (B, h * w * widths[-1])
         pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)  # (B, widths[-1])
         return local, pooled
 
@@ -92,6 +102,7 @@ class CNNEncoder(nn.Module):
             PyTorch 0.3 behaviour of the released models.
         image_size: size the Inception trunk's input is resized to (299).
         small_widths: :class:`SmallTrunk` widths (``trunk="small"`` only).
+        small_spatial_global: :class:`SmallTrunk` ``spatial_global`` (``trunk="small"`` only).
         dtype: computation dtype.
     """
 
@@ -100,6 +111,7 @@ class CNNEncoder(nn.Module):
     align_corners: bool = True
     image_size: int = 299
     small_widths: tuple[int, ...] = (32, 64, 128, 256)
+    small_spatial_global: bool = False
     dtype: Dtype | None = None
 
     @nn.compact
@@ -119,7 +131,8 @@ class CNNEncoder(nn.Module):
             x = resize_bilinear(images, size, self.align_corners)  # (B, 299, 299, 3)
             local, pooled = InceptionTrunk(False, self.dtype, name="inception")(x, train)
         elif self.trunk == "small":
-            local, pooled = SmallTrunk(self.small_widths, self.dtype, name="small")(images, train)
+            trunk = SmallTrunk(self.small_widths, self.small_spatial_global, self.dtype, name="small")
+            local, pooled = trunk(images, train)
         else:
             raise ValueError(f"unknown trunk {self.trunk!r} (expected 'inception' or 'small')")
         init = _uniform_pm(0.1)  # the original's init_trainable_weights: U(-0.1, 0.1)
