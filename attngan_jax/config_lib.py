@@ -185,7 +185,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.model.num_stages = 2
     c.model.base_size = 32
     c.damsm.batch_size = 32
-    c.damsm.num_epochs = 8
+    c.damsm.num_epochs = 5
     c.damsm.lr = 0.002
     c.damsm.reset_optimizer_each_epoch = False
     c.damsm.dropout = 0.1
