@@ -218,3 +218,22 @@ def test_convert_torchvision_ignores_aux_but_not_fc(inception_case):
     no_fc = {k: x for k, x in weights.items() if not k.startswith("fc.")}
     with pytest.raises(ConversionError, match="fc.weight"):
         convert_torchvision_inception(no_fc)
+
+
+def test_tf_slim_pools_differ_only_where_padding_is_averaged():
+    import jax
+    import jax.numpy as jnp
+
+    from attngan_jax.models.inception import InceptionE
+
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 16))
+    outs = {}
+    for pool in ("avg", "avg_exclude_pad", "max"):
+        m = InceptionE(pool)
+        v = m.init(jax.random.key(1), x, False)
+        outs[pool] = m.apply(v, x, False)
+    # the pool branch is the last 192 channels; interior pixels agree between the two averages
+    a, b = outs["avg"][..., -192:], outs["avg_exclude_pad"][..., -192:]
+    assert jnp.allclose(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1], atol=1e-5)
+    assert not jnp.allclose(a[:, 0], b[:, 0], atol=1e-4)
+    assert not jnp.allclose(outs["max"][..., -192:], b, atol=1e-4)

@@ -22,9 +22,10 @@ Every network sees the generated images *quantised to uint8* (as if saved as PNG
 the published pipelines do). ``fid``/``torchvision``: ``x / 127.5 - 1`` resized bilinearly to
 299x299 with ``align_corners=False`` (pytorch-fid's ``F.interpolate``; resizing commutes with its
 ``2x - 1``). ``stackgan``: PIL bilinear resize of the uint8 image to 299 (``scipy.misc.imresize``),
-re-quantised, then ``x / 127.5 - 1``. The StackGAN network runs with torchvision's average pools,
-which count the zero padding where TF-slim does not (see ``stackgan_inception``): border activations
-differ slightly, so its IS is close to, not bit-equal with, the TF script's.
+re-quantised, then ``x / 127.5 - 1``. The StackGAN network runs with TF-slim's pools
+(``InceptionTrunk(tf_slim_pools=True)``: every padded average pool excludes the padding, Mixed_7c
+included), derived from the TF op definitions; it was not compared with TensorFlow outputs here (no
+TensorFlow and no checkpoint on our machines).
 """
 
 from __future__ import annotations
@@ -85,13 +86,17 @@ class EvalInceptionNet(nn.Module):
     fid_variant: bool = False
     resize: bool = True
     dtype: Any = None
+    tf_slim_pools: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """Returns ``(pool3 (B, 2048) float32, logits (B, num_classes) float32 or None)``."""
         if self.resize and x.shape[1:3] != (299, 299):
             x = resize_bilinear(x, (299, 299), align_corners=False)  # (B, 299, 299, 3)
-        _, pooled = InceptionTrunk(self.fid_variant, self.dtype, name="inception")(x, False)
+        trunk = InceptionTrunk(
+            self.fid_variant, self.dtype, tf_slim_pools=self.tf_slim_pools, name="inception"
+        )
+        _, pooled = trunk(x, False)
         pooled = pooled.astype(jnp.float32)
         if not self.num_classes:
             return pooled, None
@@ -194,7 +199,11 @@ def load_eval_inception(path: str, kind: str = "auto", dtype: Any = None) -> Eva
     has_fc = "fc.weight" in sd
     classes = int(np.shape(sd["fc.weight"])[0]) if has_fc else 0
     module = EvalInceptionNet(
-        num_classes=classes, fid_variant=kind == "fid", resize=kind != "stackgan", dtype=dtype
+        num_classes=classes,
+        fid_variant=kind == "fid",
+        resize=kind != "stackgan",
+        dtype=dtype,
+        tf_slim_pools=kind == "stackgan",
     )
     expected = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
     if has_fc:

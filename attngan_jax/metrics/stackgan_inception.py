@@ -30,8 +30,9 @@ semantics (no TensorFlow run here):
   (5b-5d, 6b-6e, 7b, 7c) divide by the number of *valid* inputs (TF excludes padding), while
   torchvision uses ``count_include_pad=True`` and pytorch-fid's variant (TF 2015 graph) turns
   Mixed_7c's pool into a *max* pool. Border outputs therefore differ in both existing variants;
-  exact reproduction needs average pools with ``count_include_pad=False`` in every block, Mixed_7c
-  included (a third trunk variant).
+  ``InceptionTrunk(tf_slim_pools=True)`` is that third variant (average pools with
+  ``count_include_pad=False`` in every block, Mixed_7c included); ``metrics.networks`` uses it for
+  the ``stackgan`` kind.
 * input: StackGAN feeds ``x/127.5 - 1`` of ``scipy.misc.imresize(img, (299, 299), 'bilinear')``
   (PIL bilinear, re-quantised to uint8): no ``transform_input``.
 """

@@ -244,11 +244,14 @@ class InceptionTrunk(nn.Module):
 
     Attributes:
         fid_variant: pytorch-fid's FIDInceptionA/C/E pools (see the module docstring).
+        tf_slim_pools: TF-slim's pools (the StackGAN CUB Inception): every padded 3x3 average
+            pool, Mixed_7c's included, excludes the padding from its divisor (TF ``SAME`` avg pool).
         dtype: computation dtype.
     """
 
     fid_variant: bool = False
     dtype: Dtype | None = None
+    tf_slim_pools: bool = False
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> tuple[Array, Array]:
@@ -264,7 +267,7 @@ class InceptionTrunk(nn.Module):
             Mixed_7c (B, 2048) (= ``avg_pool2d(·, 8)`` of CNN_ENCODER and torchvision's adaptive
             average pool at 299).
         """
-        fid, dt = self.fid_variant, self.dtype
+        fid, dt = self.fid_variant or self.tf_slim_pools, self.dtype
         x = BasicConv2d(32, 3, 2, 0, dt, name="Conv2d_1a_3x3")(x, train)  # (B, 149, 149, 32)
         x = BasicConv2d(32, 3, 1, 0, dt, name="Conv2d_2a_3x3")(x, train)  # (B, 147, 147, 32)
         x = BasicConv2d(64, 3, 1, 1, dt, name="Conv2d_2b_3x3")(x, train)  # (B, 147, 147, 64)
@@ -286,7 +289,8 @@ class InceptionTrunk(nn.Module):
         mixed_6e = x
         x = InceptionD(dt, name="Mixed_7a")(x, train)  # (B, 8, 8, 1280)
         x = InceptionE("avg_exclude_pad" if fid else "avg", dt, name="Mixed_7b")(x, train)
-        x = InceptionE("max" if fid else "avg", dt, name="Mixed_7c")(x, train)  # (B, 8, 8, 2048)
+        pool_7c = "avg_exclude_pad" if self.tf_slim_pools else ("max" if fid else "avg")
+        x = InceptionE(pool_7c, dt, name="Mixed_7c")(x, train)  # (B, 8, 8, 2048)
         pooled = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(x.dtype)  # (B, 2048)
         return mixed_6e, pooled
 
