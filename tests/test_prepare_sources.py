@@ -1,10 +1,10 @@
 """COCO and custom caption folders through the TFDS builder and the grain loader, end to end."""
 
 import numpy as np
+from test_data_sources import make_coco, make_custom  # tests/ is on sys.path (pytest rootdir)
 
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
-from test_data_sources import make_coco, make_custom  # tests/ is on sys.path (pytest rootdir)
 
 
 def _batch(path, split, n):
