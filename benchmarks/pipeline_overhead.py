@@ -1,0 +1,63 @@
+"""Does the input pipeline keep up? The shapes demo's GAN step fed by the real grain loader vs a
+cached batch (same config, same device). Prints the median step times and the ratio.
+
+    python benchmarks/pipeline_overhead.py [--steps=60] [--data_dir=data/shapes] [--worker_count=0]
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+
+import attngan_jax  # noqa: F401
+from attngan_jax import config_lib, gan_train, sharding, train_lib
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--data_dir", default="data/shapes")
+    ap.add_argument("--worker_count", type=int, default=0)
+    a = ap.parse_args()
+    config = config_lib.shapes("attngan", "full")
+    config.data.data_dir = a.data_dir
+    config.data.worker_count = a.worker_count
+    path = train_lib.prepare_data(config)
+    config.model.vocab_size = len(train_lib.load_vocabulary(path))
+    from attngan_jax import damsm_train
+
+    params, stats = damsm_train.init_variables(config, jax.random.key(1), 64)
+    enc = {
+        "text": {"params": params["text"]},
+        "image": {"params": params["image"], "batch_stats": stats},
+    }
+    mesh = sharding.make_mesh()
+    state = gan_train.init_state(config, jax.random.key(0), enc)
+    step = jax.jit(gan_train.make_train_step(config), donate_argnums=(0,))
+    it = iter(train_lib.make_loader(config, path, "train", config.gan.batch_size, 0, True))
+    cached = sharding.to_global(next(it), mesh)
+    for _ in range(3):  # compile + warm-up
+        state, m = step(state, cached)
+    jax.block_until_ready(m)
+    res = {}
+    for name in ("cached", "loader", "cached2", "loader2"):
+        times = []
+        for _ in range(a.steps):
+            t = time.perf_counter()
+            batch = cached if name.startswith("cached") else sharding.to_global(next(it), mesh)
+            state, m = step(state, batch)
+            jax.block_until_ready(m)
+            times.append(time.perf_counter() - t)
+        res[name] = statistics.median(times)
+    cached_s = min(res["cached"], res["cached2"])
+    loader_s = min(res["loader"], res["loader2"])
+    print({k: round(v, 4) for k, v in res.items()})
+    print(
+        f"median s/step: cached batch {cached_s:.4f}, real loader {loader_s:.4f}, "
+        f"ratio {loader_s / cached_s:.3f} (worker_count={a.worker_count})"
+    )
+
+
+if __name__ == "__main__":
+    main()
