@@ -133,7 +133,7 @@ def coco(phase: str, variant: str) -> mlc.ConfigDict:
     c.model.r_num = 3
     c.gan.lam = 50.0
     c.gan.batch_size = 14
-    c.gan.num_epochs = 100
+    c.gan.num_epochs = 120
     if phase == "damsm":
         c.data.image_sizes = (299,)
     if variant == "tiny":
