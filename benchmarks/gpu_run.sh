@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check as run on the lent H100 (preinstalled JAX/flax/optax/orbax image, no network):
-# only ml_collections travels as a wheel (.whl/, see benchmarks/gpu_check.sh for a fresh machine).
+# only ml_collections travels as a wheel in .whl/ (made here with: pip download --no-deps
+# --only-binary=:all: -d .whl ml-collections==1.1.0); benchmarks/gpu_check.sh is for a fresh machine.
 # Writes JSON to $OUT. Usage there: bash benchmarks/gpu_run.sh
 set -uo pipefail
 export PYTHONUNBUFFERED=1
