@@ -75,10 +75,6 @@ def _loader(data_path: str, model_cfg, batch_size: int, seed: int, repeat: bool)
     )
 
 
-def _num_records(data_path: str, split: str) -> int:
-    return len(pipeline.make_loader(data_path, split, global_batch_size=1)._data_source)
-
-
 def reference_stats(
     net: EvalInception, reference: str, model_dir: str, data_path: str, dataset: str, size: int,
     batch_size: int,
@@ -97,7 +93,7 @@ def reference_stats(
         drop_remainder=False, shard_index=0, shard_count=1,
     )  # fmt: skip
     stats = fid_lib.FeatureStats(2048)
-    bar = progress(_num_records(data_path, reference), desc=f"FID reference ({reference})")
+    bar = progress(pipeline.num_records(data_path, reference), desc=f"FID reference ({reference})")
     for batch in loader:
         stats.update(net(to_uint8(batch[f"image_{size}"]))[0])
         bar.update(len(batch["cap_lens"]))
@@ -148,7 +144,7 @@ def evaluate(
     m = sampling.load_model(model_dir, raw=generator == "raw")
     dataset = mj["dataset"]
     data_path = resolve_data_path(data_dir, dataset)
-    n_total = num_images or _num_records(data_path, "test")
+    n_total = num_images or pipeline.num_records(data_path, "test")
     size = int(mj["image_sizes"][-1])
     skipped: dict[str, str] = {}
     out: dict[str, Any] = {

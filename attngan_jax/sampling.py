@@ -270,6 +270,13 @@ def _decode(vocab: Vocabulary, ids: np.ndarray, n: int) -> list[str]:
     return [vocab.ixtoword[int(i)] for i in ids[:n]]
 
 
+@functools.lru_cache(maxsize=4)
+def _sample_fn(config_json: str):
+    """The jitted EMA sampler of a training config, built once (not recompiled every grid)."""
+    config = mlc.ConfigDict(__import__("json").loads(config_json))
+    return jax.jit(gan_train.make_sample_fn(config, use_ema=True))
+
+
 def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, num: int = 8):
     """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator."""
     from attngan_jax.data import pipeline  # grain/TFDS only where a dataset is read
@@ -289,7 +296,7 @@ def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, n
         sort_by_length=config.data.sort_by_length,
     )
     batch = next(iter(loader))
-    sample = jax.jit(gan_train.make_sample_fn(config, use_ema=True))
+    sample = _sample_fn(config.to_json())
     k = jax.random.key(0)
     z = jax.random.normal(k, (num, config.model.z_dim))
     eps = jax.random.normal(jax.random.fold_in(k, 1), (num, config.model.condition_dim))

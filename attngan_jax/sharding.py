@@ -69,15 +69,19 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
         )
 
 
-def to_global(batch: dict, mesh: Mesh) -> dict:
-    """Host-local numpy batch -> global ``jax.Array``s sharded over ``data``.
+def to_global(batch: dict, mesh: Mesh, axis: str = DATA_AXIS, keep_host: bool = False) -> dict:
+    """Host-local numpy batch -> global ``jax.Array``s sharded along the batch axis over ``axis``.
 
-    Host-only fields (strings such as ``keys``) are dropped: the jitted steps never see them.
+    Every process calls this in lockstep with its own host block (blocks are laid out in process
+    order). Host-only fields (strings such as ``keys``) never become device arrays: they are dropped
+    (the jitted steps never see them) unless ``keep_host``, which passes them through unchanged.
     """
-    sharding = batch_sharded(mesh)
+    sharding = NamedSharding(mesh, P(axis))
     out = {}
     for k, v in batch.items():
         v = np.asarray(v)
         if v.dtype.kind not in "OUS":
             out[k] = jax.make_array_from_process_local_data(sharding, v)
+        elif keep_host:
+            out[k] = v
     return out

@@ -65,16 +65,6 @@ def load_vocabulary(data_path: str) -> Vocabulary:
     return Vocabulary.load(pipeline.vocabulary_path(data_path))
 
 
-def num_examples(data_path: str, split: str) -> int:
-    """Number of records of a split of a prepared dataset."""
-    meta = pipeline.dataset_metadata(data_path)
-    counts = meta.get("num_examples") or meta.get("splits") or {}
-    if split in counts:
-        v = counts[split]
-        return int(v if not isinstance(v, dict) else v.get("num_examples", 0))
-    return len(pipeline.make_loader(data_path, split, global_batch_size=1)._data_source)
-
-
 def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, train: bool):
     """The grain loader of a phase (``train=False``: no shuffling, one pass)."""
     d = config.data
@@ -229,7 +219,7 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     """DAMSM pretraining; exports the encoders to ``workdir``; returns summary figures."""
     d = config.damsm
     sharding.check_batch_size(d.batch_size, mesh)
-    n_train = num_examples(data_path, "train")
+    n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, d, n_train)
     size = max(config.data.image_sizes)
     rng = jax.random.key(config.seed)
@@ -312,7 +302,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
             "to the workdir of a DAMSM run or to a converted original release"
         )
     encoders = load_encoders(config, damsm_dir)
-    n_train = num_examples(data_path, "train")
+    n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, g, n_train)
     rng = jax.random.key(config.seed + 1)
     init_fn = lambda: gan_train.init_state(config, rng, encoders)  # noqa: E731

@@ -58,7 +58,9 @@ class StateDictReader:
         prefix: prepended to every key asked for (e.g. ``"netsD.0."``).
     """
 
-    def __init__(self, state_dict: Mapping[str, Any], source: str = "<state_dict>", prefix: str = ""):
+    def __init__(
+        self, state_dict: Mapping[str, Any], source: str = "<state_dict>", prefix: str = ""
+    ):
         self.sd = state_dict
         self.source = source
         self.prefix = prefix
@@ -109,7 +111,10 @@ class StateDictReader:
         ``num_batches_tracked`` is consumed when present (it is absent from PyTorch-0.3 files).
         """
         params = {"scale": self.raw(prefix + ".weight"), "bias": self.raw(prefix + ".bias")}
-        stats = {"mean": self.raw(prefix + ".running_mean"), "var": self.raw(prefix + ".running_var")}
+        stats = {
+            "mean": self.raw(prefix + ".running_mean"),
+            "var": self.raw(prefix + ".running_var"),
+        }
         nbt = self.prefix + prefix + ".num_batches_tracked"
         if nbt in self.sd:
             self.used.add(nbt)
@@ -141,7 +146,9 @@ def put(tree: dict, path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def put_batchnorm(variables: dict, path: tuple[str, ...], reader: StateDictReader, key: str) -> None:
+def put_batchnorm(
+    variables: dict, path: tuple[str, ...], reader: StateDictReader, key: str
+) -> None:
     """Stores a torch BatchNorm (``key``) at module ``path`` in ``params`` and ``batch_stats``."""
     p, s = reader.batchnorm(key)
     put(variables, ("params", *path), p)

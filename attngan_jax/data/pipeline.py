@@ -42,13 +42,12 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from PIL import Image
 
 from attngan_jax.data.text import sample_caption
 from attngan_jax.data.tfds_builders import VOCAB_FILENAME, is_prepared
 
-HOST_ONLY_KEYS = ("keys",)
 
 
 def scale_shorter_side(img: Image.Image, size: int) -> Image.Image:
@@ -195,6 +194,11 @@ def dataset_metadata(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
+def num_records(path: str, split: str) -> int:
+    """Number of records of ``split`` in a prepared dataset (from its TFDS dataset info)."""
+    return int(tfds.builder_from_directory(path).info.splits[split].num_examples)
+
+
 def vocabulary_path(path: str) -> str:
     """The vocabulary JSON saved beside the records (load with ``Vocabulary.load``)."""
     return os.path.join(path, VOCAB_FILENAME)
@@ -331,12 +335,7 @@ def global_batches(
     Yields:
         Dicts with the same keys; numeric fields are global ``jax.Array``s.
     """
-    sharding = NamedSharding(mesh, PartitionSpec(data_axis))
+    from attngan_jax import sharding  # the one host -> global conversion (train loop too)
+
     for batch in batches:
-        out = {}
-        for name, value in batch.items():
-            if name in HOST_ONLY_KEYS:
-                out[name] = value
-            else:
-                out[name] = jax.make_array_from_process_local_data(sharding, value)
-        yield out
+        yield sharding.to_global(batch, mesh, data_axis, keep_host=True)

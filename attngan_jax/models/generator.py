@@ -268,12 +268,12 @@ class Generator(nn.Module):
         )
         ups = int(round(math.log2(self.base_size / 4)))
         if self.base_size != 4 * 2**ups or ups < 1:
-            raise ValueError(f"base_size must be 4 * 2**k (8, 16, 32, 64, ...), got {self.base_size}")
+            raise ValueError(
+                f"base_size must be 4 * 2**k (8, 16, 32, 64, ...), got {self.base_size}"
+            )
         h = InitStageG(
             self.gf_dim * self.base_size // 4, num_upsamples=ups, dtype=self.dtype, name="h_net1"
-        )(
-            z, c_code.astype(z.dtype), train
-        )
+        )(z, c_code.astype(z.dtype), train)
         imgs, atts = [], []
         if not self.dcgan:
             imgs.append(ImageHead(dtype=self.dtype, name="img_net1")(h))

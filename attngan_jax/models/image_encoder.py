@@ -131,7 +131,9 @@ class CNNEncoder(nn.Module):
             x = resize_bilinear(images, size, self.align_corners)  # (B, 299, 299, 3)
             local, pooled = InceptionTrunk(False, self.dtype, name="inception")(x, train)
         elif self.trunk == "small":
-            trunk = SmallTrunk(self.small_widths, self.small_spatial_global, self.dtype, name="small")
+            trunk = SmallTrunk(
+                self.small_widths, self.small_spatial_global, self.dtype, name="small"
+            )
             local, pooled = trunk(images, train)
         else:
             raise ValueError(f"unknown trunk {self.trunk!r} (expected 'inception' or 'small')")

@@ -111,7 +111,9 @@ def load_case(directory: str, name: str) -> tuple[dict, dict[str, np.ndarray]]:
     if not os.path.exists(npz):
         npz = os.path.join(directory, name + ".npz")
     with np.load(npz, allow_pickle=False) as z:
-        arrays = {k: (z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files}
+        arrays = {
+            k: (z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]) for k in z.files
+        }
     return case, arrays
 
 
