@@ -97,6 +97,11 @@ def base_config() -> mlc.ConfigDict:
     c.gan.gamma2 = 5.0
     c.gan.gamma3 = 10.0
     c.gan.class_masking = True
+    # Not in the original (off = the original): each caption with its position words swapped
+    # is a hard mismatched text for the discriminators (_d) / a hard negative of the G's DAMSM
+    # term (_g). See gan_train.make_train_step.
+    c.gan.mirror_negatives_d = False
+    c.gan.mirror_negatives_g = False
 
     c.log_every = 100
     c.checkpoint_every = 2000

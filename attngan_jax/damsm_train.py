@@ -214,6 +214,26 @@ def swap_tables(ixtoword: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return tables[0], tables[1]
 
 
+def mirror_captions(captions: jax.Array, tables) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Swaps a caption's position words, horizontally if it has any left/right word, else vertically.
+
+    Args:
+        captions: (B, L) word ids.
+        tables: ``(horizontal, vertical)`` word-id maps from :func:`swap_tables`.
+
+    Returns:
+        ``(mirrored (B, L), horizontal (B,) bool, changed (B,) bool)``: ``changed`` is False for
+        captions without a position word (their "mirror" is the caption itself).
+    """
+    lr, tb = (jnp.asarray(t) for t in tables)
+    cap_lr, cap_tb = lr[captions], tb[captions]
+    has_lr = jnp.any(cap_lr != captions, axis=1)
+    has_tb = jnp.any(cap_tb != captions, axis=1)
+    horizontal = has_lr | ~has_tb  # (B,)
+    mirrored = jnp.where(horizontal[:, None], cap_lr, cap_tb)
+    return mirrored, horizontal, jnp.any(mirrored != captions, axis=1)
+
+
 def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
     """Doubles a batch with mirrored images and mirrored captions as hard negatives.
 
@@ -232,16 +252,10 @@ def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
     Returns:
         A batch of 2B with ``class_ids`` set for the masking.
     """
-    lr, tb = (jnp.asarray(t) for t in tables)
     caps, img = batch["captions"], batch[image_key]
     bsz = caps.shape[0]
-    cap_lr, cap_tb = lr[caps], tb[caps]
-    has_lr = jnp.any(cap_lr != caps, axis=1)
-    has_tb = jnp.any(cap_tb != caps, axis=1)
-    horizontal = has_lr | ~has_tb  # (B,)
+    new_caps, horizontal, changed = mirror_captions(caps, tables)
     flipped = jnp.where(horizontal[:, None, None, None], img[:, :, ::-1], img[:, ::-1])
-    new_caps = jnp.where(horizontal[:, None], cap_lr, cap_tb)
-    changed = jnp.any(new_caps != caps, axis=1)
     idx = jnp.arange(bsz, dtype=jnp.int32)
     return {
         image_key: jnp.concatenate([img, flipped]),

@@ -174,6 +174,7 @@ def generator_loss(
     sent,
     cap_lens,
     class_ids,
+    hard=None,
 ):
     """The generator's loss (reference §8.6 + §8.7), as the training step evaluates it.
 
@@ -186,6 +187,8 @@ def generator_loss(
         image: the DAMSM image encoder module; image_vars: its variables.
         fakes: tuple of (B, S_i, S_i, 3) images per stage; mu, logvar: (B, ncf).
         words, sent: (B, T, D), (B, D) text features; cap_lens, class_ids: (B,).
+        hard: optional ``{"words", "sent", "valid"}`` of mirrored captions, extra negatives of
+            the DAMSM term (``gan.mirror_negatives_g``; see :func:`losses.damsm_loss`).
 
     Returns:
         ``(total, (parts, new_d_stats))``; parts has ``g_loss<i>``, ``w_loss``, ``s_loss``,
@@ -214,25 +217,58 @@ def generator_loss(
         g.gamma2,
         g.gamma3,
         g.lam,
+        **(
+            {}
+            if hard is None
+            else {
+                "hard_words": hard["words"].astype(f32),
+                "hard_sent": hard["sent"].astype(f32),
+                "hard_valid": hard["valid"],
+            }
+        ),
     )
     kl = losses.kl_loss(mu.astype(f32), logvar.astype(f32))
     aux.update(parts, kl_loss=kl)
     return total + damsm + kl, (aux, st_out)
 
 
-def make_train_step(config):
-    """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure."""
+def make_train_step(config, tables=None):
+    """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure.
+
+    Args:
+        config: experiment config.
+        tables: ``(horizontal, vertical)`` position-word swap maps
+            (:func:`attngan_jax.damsm_train.swap_tables`); required when
+            ``gan.mirror_negatives_d`` or ``gan.mirror_negatives_g`` is on. Each caption with a
+            position word is then mirrored (left<->right, or top<->bottom/above<->below) and the
+            mirrored caption is a hard mismatched text for the discriminators' conditional logits
+            (``_d``) and an extra negative of the generator's DAMSM term (``_g``). Not in the
+            original: in-batch mismatched pairs almost always differ in colour, so neither player
+            has to learn positions without them.
+    """
+    from attngan_jax.damsm_train import mirror_captions
+
     gen = build_generator(config)
     discs = build_discriminators(config)
     text, image = build_encoders(config)
     g_tx, d_tx = make_optimizers(config)
     g = config.gan
     sizes = stage_sizes(config)
+    mirror_d, mirror_g = g.get("mirror_negatives_d", False), g.get("mirror_negatives_g", False)
+    if (mirror_d or mirror_g) and tables is None:
+        raise ValueError("gan.mirror_negatives_d/_g need the swap tables of the vocabulary")
 
     def train_step(state: GANState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
         k_z, k_eps = jax.random.split(rng)
         words, sent, mask = encode_text(text, state.encoders, batch)
+        hard = None
+        if mirror_d or mirror_g:
+            caps_m, _, changed = mirror_captions(batch["captions"], tables)
+            words_m, sent_m, _ = encode_text(
+                text, state.encoders, {"captions": caps_m, "cap_lens": batch["cap_lens"]}
+            )
+            hard = {"words": words_m, "sent": sent_m, "valid": changed}
         bsz = sent.shape[0]
         z = jax.random.normal(k_z, (bsz, config.model.z_dim))
         eps = jax.random.normal(k_eps, (bsz, config.model.condition_dim))
@@ -262,7 +298,15 @@ def make_train_step(config):
 
             def d_loss(p, d=d, real=real, i=i, name=name):
                 err, st, lg = losses.discriminator_loss(
-                    d.apply, p, state.d_stats[name], real, fakes[i], sent, d.uncond
+                    d.apply,
+                    p,
+                    state.d_stats[name],
+                    real,
+                    fakes[i],
+                    sent,
+                    d.uncond,
+                    hard_sent_emb=hard["sent"] if mirror_d else None,
+                    hard_valid=hard["valid"] if mirror_d else None,
                 )
                 return err, (st, lg)
 
@@ -271,6 +315,8 @@ def make_train_step(config):
             metrics[f"errD{i}"] = err
             metrics[f"D{i}_real_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_real"]))
             metrics[f"D{i}_fake_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_fake"]))
+            if mirror_d:
+                metrics[f"D{i}_mirror_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_hard"]))
         d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
         d_params = optax.apply_updates(state.d_params, d_updates)
 
@@ -290,6 +336,7 @@ def make_train_step(config):
                 sent,
                 batch["cap_lens"],
                 batch["class_ids"],
+                hard if mirror_g else None,
             )
 
         (err_g, (aux, d_stats)), cot = jax.value_and_grad(g_loss, argnums=(0, 1, 2), has_aux=True)(

@@ -47,7 +47,9 @@ def class_mask(class_ids: Array) -> Array:
     return same & ~jnp.eye(b, dtype=bool)
 
 
-def matching_cross_entropy(scores: Array, class_ids: Array | None) -> tuple[Array, Array]:
+def matching_cross_entropy(
+    scores: Array, class_ids: Array | None, hard: Array | None = None
+) -> tuple[Array, Array]:
     """Cross-entropies of a (B, B) score matrix with the diagonal as labels (paper Eq. 11-13).
 
     Same-class off-diagonal pairs are set to −inf (``where``: no gradient flows to them, as the
@@ -57,6 +59,8 @@ def matching_cross_entropy(scores: Array, class_ids: Array | None) -> tuple[Arra
     Args:
         scores: (B, B) similarity logits, rows = images, columns = texts.
         class_ids: (B,) int class ids, or None for no masking.
+        hard: optional (B,) logits of one extra negative caption per image (row), −inf where a
+            row has none; they join the rows' softmax (``loss0``) only. Not in the original.
 
     Returns:
         ``(loss0, loss1)``: mean CE over rows of ``scores`` and of ``scores.T``.
@@ -64,7 +68,8 @@ def matching_cross_entropy(scores: Array, class_ids: Array | None) -> tuple[Arra
     if class_ids is not None:
         scores = jnp.where(class_mask(jnp.asarray(class_ids)), -jnp.inf, scores)
     diag = jnp.diagonal(scores)  # (B,)
-    loss0 = jnp.mean(jax.nn.logsumexp(scores, axis=1) - diag)
+    rows = scores if hard is None else jnp.concatenate([scores, hard[:, None]], axis=1)
+    loss0 = jnp.mean(jax.nn.logsumexp(rows, axis=1) - diag)
     loss1 = jnp.mean(jax.nn.logsumexp(scores, axis=0) - diag)
     return loss0, loss1
 
@@ -119,6 +124,35 @@ def pairwise_word_region_attention(
     return context, attn
 
 
+def word_level_scores(
+    img_features: Array,
+    words_emb: Array,
+    cap_lens: Array,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+) -> tuple[Array, Array]:
+    """``γ3 · R(Q_b, D_i)`` for every image b and caption i (paper Eq. 7-10; ref. §8.4).
+
+    Args:
+        img_features: region features (B, h, w, D).
+        words_emb: word features (I, T, D) of I captions (usually I = B).
+        cap_lens: (I,) caption lengths, each >= 1.
+        gamma1: GAMMA1, sharpness of the attention over regions, Eq. (9).
+        gamma2: GAMMA2, weight of the word scores in Eq. (10).
+        gamma3: GAMMA3, smoothing of the posterior, Eq. (11).
+
+    Returns:
+        ``(scores, attn)``: scores (B, I), rows images, columns captions; ``attn`` (B, I, T, h*w).
+    """
+    valid = word_mask(cap_lens, words_emb.shape[1])  # (I, T)
+    context, attn = pairwise_word_region_attention(img_features, words_emb, valid, gamma1)
+    r = cosine_similarity(words_emb[None, :, :, :], context)  # (B, I, T): R(c_t, e_t)
+    # Eq. (10) without the 1/γ2 exponent: R[b, i] = log Σ_t exp(γ2 r[b, i, t]) over real words.
+    rr = jnp.where(valid[None, :, :], gamma2 * r, -jnp.inf)
+    return gamma3 * jax.nn.logsumexp(rr, axis=-1), attn
+
+
 def words_loss(
     img_features: Array,
     words_emb: Array,
@@ -150,11 +184,7 @@ def words_loss(
     bsz, h, w, _ = img_features.shape
     t = words_emb.shape[1]
     valid = word_mask(cap_lens, t)  # (B, T)
-    context, attn = pairwise_word_region_attention(img_features, words_emb, valid, gamma1)
-    r = cosine_similarity(words_emb[None, :, :, :], context)  # (B, B, T): R(c_t, e_t)
-    # Eq. (10) without the 1/γ2 exponent: R[b, i] = log Σ_t exp(γ2 r[b, i, t]) over real words.
-    rr = jnp.where(valid[None, :, :], gamma2 * r, -jnp.inf)
-    scores = gamma3 * jax.nn.logsumexp(rr, axis=-1)  # (B, B): rows images, columns captions
+    scores, attn = word_level_scores(img_features, words_emb, cap_lens, gamma1, gamma2, gamma3)
     loss0, loss1 = matching_cross_entropy(scores.astype(jnp.float32), class_ids)
     own = attn[jnp.arange(bsz), jnp.arange(bsz)]  # (B, T, L): caption i over image i
     att_maps = jnp.where(valid[:, :, None], own, 0.0).reshape(bsz, t, h, w)
@@ -174,11 +204,16 @@ def kl_loss(mu: Array, logvar: Array) -> Array:
     return -0.5 * jnp.mean(1.0 + logvar - jnp.square(mu) - jnp.exp(logvar))
 
 
-def bce_with_logits(logits: Array, target: float | Array) -> Array:
-    """``nn.BCELoss()(sigmoid(logits), target)``: mean over elements, logs clamped at −100."""
+def bce_terms(logits: Array, target: float | Array) -> Array:
+    """Element-wise ``nn.BCELoss(reduction="none")(sigmoid(logits), target)``, logs clamped at −100."""
     log_p = jnp.maximum(jax.nn.log_sigmoid(logits), -100.0)
     log_1mp = jnp.maximum(jax.nn.log_sigmoid(-logits), -100.0)
-    return -jnp.mean(target * log_p + (1.0 - target) * log_1mp)
+    return -(target * log_p + (1.0 - target) * log_1mp)
+
+
+def bce_with_logits(logits: Array, target: float | Array) -> Array:
+    """``nn.BCELoss()(sigmoid(logits), target)``: mean over elements, logs clamped at −100."""
+    return jnp.mean(bce_terms(logits, target))
 
 
 # A discriminator "apply" closure: ``d_apply(variables, *args, method=name, mutable=[...] or
@@ -206,6 +241,8 @@ def discriminator_loss(
     sent_emb: Array,
     uncond: bool,
     train: bool = True,
+    hard_sent_emb: Array | None = None,
+    hard_valid: Array | None = None,
 ) -> tuple[Array, PyTree, dict[str, Array]]:
     """The original's ``discriminator_loss`` (ref. §8.5), one D stage.
 
@@ -223,13 +260,19 @@ def discriminator_loss(
         sent_emb: (B, nef) raw sentence embeddings (the D condition).
         uncond: whether the D has an unconditional head.
         train: BatchNorm mode (True in training).
+        hard_sent_emb: optional (B, nef) sentence embeddings of *hard* mismatched captions, one per
+            real image (e.g. its caption with left/right swapped). Not in the original: each
+            adds a term BCE(cond(real_b, hard_b), 0) (a further BN batch), averaged over the
+            rows where ``hard_valid``, with the weight of the wrong term.
+        hard_valid: (B,) bool, the rows that have a hard caption (required with it).
 
     Returns:
         ``(errD, new_batch_stats, logits)``; errD =
         (BCE(uncond_real,1) + BCE(cond_real,1))/2 + (BCE(uncond_fake,0) + BCE(cond_fake,0) +
-        BCE(cond_wrong,0))/3, or cond_real + (cond_fake + cond_wrong)/2 without the uncond head.
-        ``logits`` maps ``cond_real``, ``cond_fake`` (B,), ``cond_wrong`` (B-1,) and, with the
-        uncond head, ``uncond_real``, ``uncond_fake`` (B,) to logits.
+        BCE(cond_wrong,0))/3, or cond_real + (cond_fake + cond_wrong)/2 without the uncond head
+        (plus the hard term, when given). ``logits`` maps ``cond_real``, ``cond_fake`` (B,),
+        ``cond_wrong`` (B-1,), with the uncond head ``uncond_real``, ``uncond_fake`` (B,), and
+        with hard captions ``cond_hard`` (B,) to logits.
     """
     fake_images = jax.lax.stop_gradient(fake_images)
     bsz = real_images.shape[0]
@@ -256,6 +299,16 @@ def discriminator_loss(
         err = (real + cond_real) / 2.0 + (fake + cond_fake + cond_wrong) / 3.0
     else:
         err = cond_real + (cond_fake + cond_wrong) / 2.0
+    if hard_sent_emb is not None:
+        if hard_valid is None:
+            raise ValueError("hard_sent_emb needs hard_valid (B,) bool")
+        lg["cond_hard"], st = _d_pass(
+            d_apply, params, st, (real_code, hard_sent_emb, train), "cond_logits", train
+        )
+        per_row = bce_terms(lg["cond_hard"], 0.0).reshape(bsz, -1).mean(axis=1)  # (B,)
+        w = hard_valid.astype(per_row.dtype)
+        cond_hard = jnp.sum(w * per_row) / jnp.maximum(jnp.sum(w), 1.0)
+        err = err + cond_hard / (3.0 if uncond else 2.0)
     return err, st, lg
 
 
@@ -306,6 +359,9 @@ def damsm_loss(
     gamma2: float,
     gamma3: float,
     lam: float,
+    hard_words: Array | None = None,
+    hard_sent: Array | None = None,
+    hard_valid: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """The generator's DAMSM term ``λ(w0 + w1) + λ(s0 + s1)`` (paper Eq. 14, ref. §8.6).
 
@@ -320,11 +376,39 @@ def damsm_loss(
         gamma2: GAMMA2.
         gamma3: GAMMA3.
         lam: SMOOTH.LAMBDA (5 birds, 50 COCO, 1 AttnDCGAN).
+        hard_words: optional (B, T, D) word features of one hard negative caption per image (its
+            own caption with the position words swapped, say); not in the original. Each image
+            must then also score its caption above that one (an extra column of ``w0``/``s0``).
+        hard_sent: (B, D) sentence vectors of the hard captions (with ``hard_words``).
+        hard_valid: (B,) bool, rows that have a hard caption (with ``hard_words``).
 
     Returns:
         ``(total, parts)`` with ``parts = {"w_loss": λ(w0+w1), "s_loss": λ(s0+s1)}``.
     """
-    w0, w1, _ = words_loss(region_features, words_emb, cap_lens, class_ids, gamma1, gamma2, gamma3)
-    s0, s1 = sent_loss(cnn_code, sent_emb, class_ids, gamma3)
+    if hard_words is None:
+        w0, w1, _ = words_loss(
+            region_features, words_emb, cap_lens, class_ids, gamma1, gamma2, gamma3
+        )
+        s0, s1 = sent_loss(cnn_code, sent_emb, class_ids, gamma3)
+    else:
+        if hard_sent is None or hard_valid is None:
+            raise ValueError("hard_words needs hard_sent (B, D) and hard_valid (B,)")
+        w_scores, _ = word_level_scores(
+            region_features, words_emb, cap_lens, gamma1, gamma2, gamma3
+        )  # (B, B)
+
+        def own_hard(f, w, n):  # one image against its own hard caption
+            return word_level_scores(f[None], w[None], n[None], gamma1, gamma2, gamma3)[0][0, 0]
+
+        hard_w = jax.vmap(own_hard)(region_features, hard_words, cap_lens)  # (B,)
+        hard_s = gamma3 * cosine_similarity(cnn_code, hard_sent)  # (B,)
+        s_scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])
+        f32 = jnp.float32
+        w0, w1 = matching_cross_entropy(
+            w_scores.astype(f32), class_ids, jnp.where(hard_valid, hard_w, -jnp.inf).astype(f32)
+        )
+        s0, s1 = matching_cross_entropy(
+            s_scores.astype(f32), class_ids, jnp.where(hard_valid, hard_s, -jnp.inf).astype(f32)
+        )
     parts = {"w_loss": lam * (w0 + w1), "s_loss": lam * (s0 + s1)}
     return parts["w_loss"] + parts["s_loss"], parts

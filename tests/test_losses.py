@@ -234,3 +234,54 @@ def test_damsm_loss_is_lambda_weighted_sum():
     np.testing.assert_allclose(parts["w_loss"], 5.0 * (w0 + w1), rtol=1e-6)
     np.testing.assert_allclose(parts["s_loss"], 5.0 * (s0 + s1), rtol=1e-6)
     np.testing.assert_allclose(total, parts["w_loss"] + parts["s_loss"], rtol=1e-6)
+
+
+def test_damsm_loss_hard_negatives():
+    """Mirrored-caption negatives (not in the original) join the image->text softmax only."""
+    feats, words, cap_lens = _inputs()
+    r = np.random.default_rng(6)
+    code, sent, hsent = r.normal(size=(3, 5, 6)).astype(np.float32)
+    hwords = r.normal(size=words.shape).astype(np.float32)
+    cls = np.array([0, 1, 0, 2, 3])
+    base, bparts = L.damsm_loss(feats, code, words, sent, cap_lens, cls, G1, G2, G3, 5.0)
+    none = np.zeros(5, bool)
+    t0, _ = L.damsm_loss(
+        feats, code, words, sent, cap_lens, cls, G1, G2, G3, 5.0, hwords, hsent, none
+    )
+    np.testing.assert_allclose(t0, base, rtol=1e-5)  # no valid row: the original's loss
+    valid = np.array([True, False, True, True, False])
+    total, parts = L.damsm_loss(
+        feats, code, words, sent, cap_lens, cls, G1, G2, G3, 5.0, hwords, hsent, valid
+    )
+    # Reference: the sentence term by hand, image b's softmax over B captions + its hard one.
+    sc = G3 * _cos(code[:, None], sent[None])
+    for i in range(5):
+        for j in range(5):
+            if i != j and cls[i] == cls[j]:
+                sc[i, j] = -np.inf
+    hs = G3 * _cos(code, hsent)
+    rows = [np.append(sc[i], hs[i]) if valid[i] else sc[i] for i in range(5)]
+    s0 = np.mean([np.log(np.exp(rw).sum()) - sc[i, i] for i, rw in enumerate(rows)])
+    s1 = np.mean([np.log(np.exp(sc[:, i]).sum()) - sc[i, i] for i in range(5)])
+    np.testing.assert_allclose(parts["s_loss"], 5.0 * (s0 + s1), rtol=1e-5)
+    assert parts["w_loss"] > bparts["w_loss"]  # an extra negative can only add to the CE
+    # The word-level hard score of image b is its own row of word_level_scores.
+    ws, _ = L.word_level_scores(feats, hwords, cap_lens, G1, G2, G3)
+    own, _ = L.word_level_scores(feats[1:2], hwords[1:2], cap_lens[1:2], G1, G2, G3)
+    np.testing.assert_allclose(own[0, 0], ws[1, 1], rtol=1e-5)
+
+
+def test_discriminator_loss_hard_captions(tiny_d):
+    d, v, real, fake, sent = tiny_d
+    hard = sent[::-1].copy()
+    args = (d.apply, v["params"], v["batch_stats"], real, fake, sent, True)
+    err, _, _ = L.discriminator_loss(*args)
+    err0, _, lg0 = L.discriminator_loss(*args, hard_sent_emb=hard, hard_valid=np.zeros(3, bool))
+    np.testing.assert_allclose(err0, err, rtol=1e-6)  # no valid row: no term
+    valid = np.array([True, False, True])
+    err1, st1, lg = L.discriminator_loss(*args, hard_sent_emb=hard, hard_valid=valid)
+    per = np.asarray(L.bce_terms(lg["cond_hard"], 0.0))
+    np.testing.assert_allclose(err1, err + per[valid].mean() / 3, rtol=1e-5)
+    assert lg["cond_hard"].shape == (3,)
+    with pytest.raises(ValueError, match="hard_valid"):
+        L.discriminator_loss(*args, hard_sent_emb=hard)

@@ -84,6 +84,32 @@ def test_gan_step_lowers_losses_on_fixed_batch(prepared):
     assert max(float(x) for x in d_ema) > 0
 
 
+def test_gan_step_with_mirrored_captions(prepared):
+    """gan.mirror_negatives_d/_g: the D learns to reject position-swapped captions of real images."""
+    config, path = prepared
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.gan.mirror_negatives_d = True
+        config.gan.mirror_negatives_g = True
+    tables = damsm_train.swap_tables(train_lib.load_vocabulary(path).ixtoword)
+    with pytest.raises(ValueError, match="swap tables"):
+        gan_train.make_train_step(config)
+    state = gan_train.init_state(config, jax.random.key(0), _encoders(config))
+    step = jax.jit(gan_train.make_train_step(config, tables), donate_argnums=(0,))
+    batch = first_batch(config, path, config.gan.batch_size)
+    mirrored, _, changed = damsm_train.mirror_captions(batch["captions"], tables)
+    assert bool(jnp.any(changed)), "the tiny batch should hold a caption with a position word"
+    hist = []
+    for _ in range(10):
+        state, m = step(state, batch)
+        hist.append({k: float(v) for k, v in m.items()})
+    for i in range(config.model.num_stages):
+        probs = [h[f"D{i}_mirror_prob"] for h in hist]
+        assert probs[-1] < probs[0], probs
+        assert hist[-1][f"errD{i}"] < hist[0][f"errD{i}"]
+    assert step._cache_size() == 1
+
+
 def _run_gan(config, workdir, damsm_dir, path, steps):
     with config.unlocked():
         config.gan.num_steps = steps
