@@ -237,3 +237,28 @@ def test_tf_slim_pools_differ_only_where_padding_is_averaged():
     assert jnp.allclose(a[:, 1:-1, 1:-1], b[:, 1:-1, 1:-1], atol=1e-5)
     assert not jnp.allclose(a[:, 0], b[:, 0], atol=1e-4)
     assert not jnp.allclose(outs["max"][..., -192:], b, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "shape,window,strides,padding",
+    [
+        ((2, 15, 15, 4), (3, 3), (2, 2), ((0, 0), (0, 0))),
+        ((2, 8, 9, 3), (3, 3), (1, 1), ((1, 1), (1, 1))),
+        ((1, 10, 10, 2), (2, 3), (2, 1), ((0, 0), (0, 0))),
+    ],
+)
+def test_max_pool_matches_flax_values_and_gradient(shape, window, strides, padding):
+    """layers.max_pool: flax's values, and its gradient goes to the first maximum (ties as torch)."""
+    import flax.linen as nn
+
+    from attngan_jax.models.layers import max_pool
+
+    r = np.random.default_rng(0)
+    x = jnp.asarray(np.maximum(np.round(r.normal(size=shape)), 0).astype(np.float32))  # many ties
+    y_ref = nn.max_pool(x, window, strides, padding)
+    np.testing.assert_array_equal(max_pool(x, window, strides, padding), y_ref)
+    ct = jnp.asarray(r.normal(size=y_ref.shape).astype(np.float32))
+    g_ref = jax.grad(lambda v: jnp.sum(nn.max_pool(v, window, strides, padding) * ct))(x)
+    g_new = jax.jit(jax.grad(lambda v: jnp.sum(max_pool(v, window, strides, padding) * ct)))(x)
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
+    assert float(jnp.sum(g_new != 0)) > 0

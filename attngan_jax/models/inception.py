@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attngan_jax.models.layers import BatchNorm, Dtype
+from attngan_jax.models.layers import BatchNorm, Dtype, max_pool
 from attngan_jax.models.resize import resize_bilinear
 
 Array = jax.Array
@@ -110,8 +110,8 @@ def _avg_pool3(x: Array, include_pad: bool) -> Array:
 
 
 def _max_pool3s2(x: Array) -> Array:
-    """3x3 max pool, stride 2, no padding (floor mode)."""
-    return nn.max_pool(x, (3, 3), (2, 2), "VALID")
+    """3x3 max pool, stride 2, no padding (floor mode); the fast-gradient :func:`max_pool`."""
+    return max_pool(x, (3, 3), (2, 2))
 
 
 class InceptionA(nn.Module):
@@ -230,7 +230,7 @@ class InceptionE(nn.Module):
             axis=-1,
         )
         if self.pool == "max":
-            bp = nn.max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)))
+            bp = max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)))
         elif self.pool in ("avg", "avg_exclude_pad"):
             bp = _avg_pool3(x, include_pad=self.pool == "avg")
         else:

@@ -13,6 +13,7 @@ Conventions used throughout ``attngan_jax.models``:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,3 +134,82 @@ def conv3x3(features: int, dtype: Dtype | None = None, name: str | None = None) 
 def conv1x1(features: int, dtype: Dtype | None = None, name: str | None = None) -> nn.Conv:
     """1×1 conv, no bias (the reference's ``conv1x1``)."""
     return conv(features, 1, 1, 0, dtype=dtype, name=name)
+
+
+def max_pool(
+    x: Array,
+    window: tuple[int, int],
+    strides: tuple[int, int],
+    padding: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
+) -> Array:
+    """``nn.max_pool`` (NHWC) with a gradient that avoids XLA's ``select_and_scatter``.
+
+    Same values and same gradient as ``flax.linen.max_pool`` / ``torch.nn.MaxPool2d`` (each output's
+    gradient goes to the *first* maximum of its window in row-major order, so ties after a ReLU are
+    resolved as PyTorch does). XLA:CPU lowers the standard max-pool gradient to
+    ``select_and_scatter``, which took ~140 ms for Inception's first pool alone (4×147²×64) on
+    2 CPU cores; the gradient here is k_h·k_w strided compare/select/pad passes, about 10× faster.
+
+    Args:
+        x: (B, H, W, C).
+        window: ``(k_h, k_w)``.
+        strides: ``(s_h, s_w)``.
+        padding: ``((top, bottom), (left, right))``; padded positions are −inf (never selected).
+
+    Returns:
+        (B, H_out, W_out, C).
+    """
+    if any(p for pair in padding for p in pair):
+        x = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+    return _max_pool_valid(x, tuple(window), tuple(strides))
+
+
+def _max_pool_valid(x: Array, window: tuple[int, int], strides: tuple[int, int]) -> Array:
+    return _max_pool_valid_core(x, window, strides)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _max_pool_valid_core(x: Array, window: tuple[int, int], strides: tuple[int, int]) -> Array:
+    return jax.lax.reduce_window(
+        x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, *window, 1), (1, *strides, 1), "VALID"
+    )
+
+
+def _max_pool_fwd(x, window, strides):
+    out = _max_pool_valid_core(x, window, strides)
+    return out, (x, out)
+
+
+def _max_pool_bwd(window, strides, res, g):
+    x, out = res
+    _, h, w, _ = x.shape
+    ho, wo = out.shape[1:3]
+    (kh, kw), (sh, sw) = window, strides
+    taken = jnp.zeros(out.shape, bool)
+    dx = jnp.zeros(x.shape, g.dtype)
+    zero = jnp.zeros((), g.dtype)
+    for i in range(kh):  # row-major window order: the first maximum wins, as in PyTorch/XLA
+        for j in range(kw):
+            xs = jax.lax.slice(
+                x,
+                (0, i, j, 0),
+                (x.shape[0], i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, x.shape[3]),
+                (1, sh, sw, 1),
+            )  # (B, Ho, Wo, C): the (i, j) element of every window
+            sel = (xs == out) & ~taken
+            taken = taken | sel
+            contrib = jnp.where(sel, g, zero)
+            dx = dx + jax.lax.pad(
+                contrib,
+                zero,
+                (
+                    (0, 0, 0),
+                    (i, h - i - sh * (ho - 1) - 1, sh - 1),
+                    (j, w - j - sw * (wo - 1) - 1, sw - 1),
+                    (0, 0, 0),
+                ),
+            )
+    return (dx,)
+
+
+_max_pool_valid_core.defvjp(_max_pool_fwd, _max_pool_bwd)
