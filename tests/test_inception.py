@@ -262,3 +262,21 @@ def test_max_pool_matches_flax_values_and_gradient(shape, window, strides, paddi
     g_new = jax.jit(jax.grad(lambda v: jnp.sum(max_pool(v, window, strides, padding) * ct)))(x)
     np.testing.assert_allclose(g_new, g_ref, rtol=1e-6, atol=1e-6)
     assert float(jnp.sum(g_new != 0)) > 0
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_avg_pool3x3_same_matches_flax(include_pad):
+    import flax.linen as nn
+
+    from attngan_jax.models.layers import avg_pool3x3_same
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 7, 9, 5)).astype(np.float32))
+
+    def ref(v):
+        return nn.avg_pool(v, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=include_pad)
+
+    np.testing.assert_allclose(avg_pool3x3_same(x, include_pad), ref(x), rtol=1e-5, atol=1e-6)
+    ct = jnp.asarray(np.random.default_rng(2).normal(size=x.shape).astype(np.float32))
+    g_ref = jax.grad(lambda v: jnp.sum(ref(v) * ct))(x)
+    g_new = jax.grad(lambda v: jnp.sum(avg_pool3x3_same(v, include_pad) * ct))(x)
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-5, atol=1e-6)

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attngan_jax.models.layers import BatchNorm, Dtype, max_pool
+from attngan_jax.models.layers import BatchNorm, Dtype, avg_pool3x3_same, max_pool
 from attngan_jax.models.resize import resize_bilinear
 
 Array = jax.Array
@@ -106,7 +106,7 @@ class BasicConv2d(nn.Module):
 
 def _avg_pool3(x: Array, include_pad: bool) -> Array:
     """3x3 average pool, stride 1, padding 1 (torch ``count_include_pad`` as given)."""
-    return nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=include_pad)
+    return avg_pool3x3_same(x, count_include_pad=include_pad)
 
 
 def _max_pool3s2(x: Array) -> Array:
