@@ -335,7 +335,7 @@ def make_train_step(config, tables=None):
                 words,
                 sent,
                 batch["cap_lens"],
-                batch["class_ids"],
+                batch["class_ids"] if g.class_masking else None,
                 hard if mirror_g else None,
             )
 

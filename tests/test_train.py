@@ -110,6 +110,22 @@ def test_gan_step_with_mirrored_captions(prepared):
     assert step._cache_size() == 1
 
 
+def test_gan_class_masking_switch(prepared):
+    """gan.class_masking: same-class captions are no DAMSM negatives (on) or are (off)."""
+    config, path = prepared
+    batch = first_batch(config, path, config.gan.batch_size)
+    batch["class_ids"] = jnp.zeros_like(batch["class_ids"])  # one class: every pair masked
+    out = {}
+    for masking in (True, False):
+        c = config.copy_and_resolve_references()
+        with c.unlocked():
+            c.gan.class_masking = masking
+        state = gan_train.init_state(c, jax.random.key(0), _encoders(c))
+        _, m = jax.jit(gan_train.make_train_step(c))(state, batch)
+        out[masking] = float(m["s_loss"])
+    assert out[True] == pytest.approx(0.0, abs=1e-6) and out[False] > 0.1, out
+
+
 def _run_gan(config, workdir, damsm_dir, path, steps):
     with config.unlocked():
         config.gan.num_steps = steps
