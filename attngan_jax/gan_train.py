@@ -217,15 +217,9 @@ def generator_loss(
         g.gamma2,
         g.gamma3,
         g.lam,
-        **(
-            {}
-            if hard is None
-            else {
-                "hard_words": hard["words"].astype(f32),
-                "hard_sent": hard["sent"].astype(f32),
-                "hard_valid": hard["valid"],
-            }
-        ),
+        hard_words=None if hard is None else hard["words"].astype(f32),
+        hard_sent=None if hard is None else hard["sent"].astype(f32),
+        hard_valid=None if hard is None else hard["valid"],
     )
     kl = losses.kl_loss(mu.astype(f32), logvar.astype(f32))
     aux.update(parts, kl_loss=kl)

@@ -88,8 +88,13 @@ def sent_loss(
     Returns:
         ``(loss0, loss1)``: each image picks its sentence / each sentence picks its image (means).
     """
-    scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])  # (B, B)
-    return matching_cross_entropy(scores.astype(jnp.float32), class_ids)
+    return matching_cross_entropy(sentence_scores(cnn_code, sent_emb, gamma3), class_ids)
+
+
+def sentence_scores(cnn_code: Array, sent_emb: Array, gamma3: float) -> Array:
+    """``γ3 · cos(image b, sentence i)`` (B, B) float32, rows images (paper Eq. 11 with Eq. 12)."""
+    scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])
+    return scores.astype(jnp.float32)
 
 
 def word_mask(cap_lens: Array, t: int) -> Array:
@@ -385,30 +390,22 @@ def damsm_loss(
     Returns:
         ``(total, parts)`` with ``parts = {"w_loss": λ(w0+w1), "s_loss": λ(s0+s1)}``.
     """
-    if hard_words is None:
-        w0, w1, _ = words_loss(
-            region_features, words_emb, cap_lens, class_ids, gamma1, gamma2, gamma3
-        )
-        s0, s1 = sent_loss(cnn_code, sent_emb, class_ids, gamma3)
-    else:
+    f32 = jnp.float32
+    w_scores, _ = word_level_scores(region_features, words_emb, cap_lens, gamma1, gamma2, gamma3)
+    s_scores = sentence_scores(cnn_code, sent_emb, gamma3)  # (B, B) each
+    hard_w = hard_s = None
+    if hard_words is not None:
         if hard_sent is None or hard_valid is None:
             raise ValueError("hard_words needs hard_sent (B, D) and hard_valid (B,)")
-        w_scores, _ = word_level_scores(
-            region_features, words_emb, cap_lens, gamma1, gamma2, gamma3
-        )  # (B, B)
 
         def own_hard(f, w, n):  # one image against its own hard caption
             return word_level_scores(f[None], w[None], n[None], gamma1, gamma2, gamma3)[0][0, 0]
 
         hard_w = jax.vmap(own_hard)(region_features, hard_words, cap_lens)  # (B,)
         hard_s = gamma3 * cosine_similarity(cnn_code, hard_sent)  # (B,)
-        s_scores = gamma3 * cosine_similarity(cnn_code[:, None, :], sent_emb[None, :, :])
-        f32 = jnp.float32
-        w0, w1 = matching_cross_entropy(
-            w_scores.astype(f32), class_ids, jnp.where(hard_valid, hard_w, -jnp.inf).astype(f32)
-        )
-        s0, s1 = matching_cross_entropy(
-            s_scores.astype(f32), class_ids, jnp.where(hard_valid, hard_s, -jnp.inf).astype(f32)
-        )
+        hard_w = jnp.where(hard_valid, hard_w, -jnp.inf).astype(f32)
+        hard_s = jnp.where(hard_valid, hard_s, -jnp.inf).astype(f32)
+    w0, w1 = matching_cross_entropy(w_scores.astype(f32), class_ids, hard_w)
+    s0, s1 = matching_cross_entropy(s_scores, class_ids, hard_s)
     parts = {"w_loss": lam * (w0 + w1), "s_loss": lam * (s0 + s1)}
     return parts["w_loss"] + parts["s_loss"], parts

@@ -165,10 +165,6 @@ def max_pool(
     return _max_pool_valid(x, tuple(window), tuple(strides))
 
 
-def _max_pool_valid(x: Array, window: tuple[int, int], strides: tuple[int, int]) -> Array:
-    return _max_pool_valid_core(x, window, strides)
-
-
 def _window_slices(x: Array, window, strides, out_hw):
     """Yields ``((i, j), x[:, i::s_h, j::s_w][:, :H_out, :W_out])`` for every window offset."""
     (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
@@ -184,7 +180,7 @@ def _pool_out_hw(x: Array, window, strides) -> tuple[int, int]:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _max_pool_valid_core(x: Array, window: tuple[int, int], strides: tuple[int, int]) -> Array:
+def _max_pool_valid(x: Array, window: tuple[int, int], strides: tuple[int, int]) -> Array:
     # A max over k_h*k_w strided slices: one fused elementwise loop, where XLA:CPU's
     # reduce-window took 3-7 ms per Inception pool.
     out = None
@@ -193,34 +189,8 @@ def _max_pool_valid_core(x: Array, window: tuple[int, int], strides: tuple[int, 
     return out
 
 
-def avg_pool3x3_same(x: Array, count_include_pad: bool) -> Array:
-    """3x3 average pool, stride 1, padding 1 (NHWC), as shifted-slice sums.
-
-    Equals ``nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=...)`` up to float
-    summation order. The slices and their gradients (pads) fuse into single elementwise loops;
-    XLA:CPU's reduce-window took 3-7 ms per Inception pool (forward and again backward).
-
-    Args:
-        x: (B, H, W, C).
-        count_include_pad: divide by 9 everywhere (torch's default) or by the number of real
-            pixels in each window.
-
-    Returns:
-        (B, H, W, C).
-    """
-    _, h, w, _ = x.shape
-    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = p[:, 0:h] + p[:, 1 : h + 1] + p[:, 2 : h + 2]  # (B, H, W+2, C)
-    total = rows[:, :, 0:w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]  # (B, H, W, C)
-    if count_include_pad:
-        return total / jnp.asarray(9.0, x.dtype)
-    ones = np.pad(np.ones((h, w), np.float32), 1)
-    counts = sum(ones[i : i + h, j : j + w] for i in range(3) for j in range(3))  # (H, W)
-    return total / jnp.asarray(counts[None, :, :, None], x.dtype)
-
-
 def _max_pool_fwd(x, window, strides):
-    out = _max_pool_valid_core(x, window, strides)
+    out = _max_pool_valid(x, window, strides)
     return out, (x, out)
 
 
@@ -250,4 +220,30 @@ def _max_pool_bwd(window, strides, res, g):
     return (dx,)
 
 
-_max_pool_valid_core.defvjp(_max_pool_fwd, _max_pool_bwd)
+_max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def avg_pool3x3_same(x: Array, count_include_pad: bool) -> Array:
+    """3x3 average pool, stride 1, padding 1 (NHWC), as shifted-slice sums.
+
+    Equals ``nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=...)`` up to float
+    summation order. The slices and their gradients (pads) fuse into single elementwise loops;
+    XLA:CPU's reduce-window took 3-7 ms per Inception pool (forward and again backward).
+
+    Args:
+        x: (B, H, W, C).
+        count_include_pad: divide by 9 everywhere (torch's default) or by the number of real
+            pixels in each window.
+
+    Returns:
+        (B, H, W, C).
+    """
+    _, h, w, _ = x.shape
+    p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = p[:, 0:h] + p[:, 1 : h + 1] + p[:, 2 : h + 2]  # (B, H, W+2, C)
+    total = rows[:, :, 0:w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]  # (B, H, W, C)
+    if count_include_pad:
+        return total / jnp.asarray(9.0, x.dtype)
+    ones = np.pad(np.ones((h, w), np.float32), 1)
+    counts = sum(ones[i : i + h, j : j + w] for i in range(3) for j in range(3))  # (H, W)
+    return total / jnp.asarray(counts[None, :, :, None], x.dtype)
