@@ -234,6 +234,49 @@ def mirror_captions(captions: jax.Array, tables) -> tuple[jax.Array, jax.Array, 
     return mirrored, horizontal, jnp.any(mirrored != captions, axis=1)
 
 
+COLOUR_WORDS = (
+    "red", "green", "blue", "yellow", "purple", "orange", "pink", "brown", "black", "white",
+    "grey", "gray",
+)  # fmt: skip
+
+
+def colour_word_ids(ixtoword: list[str]) -> np.ndarray:
+    """Word ids of the :data:`COLOUR_WORDS` a vocabulary has, (K,) int32."""
+    w2i = {w: i for i, w in enumerate(ixtoword)}
+    return np.array([w2i[w] for w in COLOUR_WORDS if w in w2i], np.int32)
+
+
+def recolour_captions(
+    captions: jax.Array, colour_ids, rng: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Renames the last-named colour of each caption that names two or more colours.
+
+    Every occurrence of that colour word becomes a colour word the caption does not name (drawn
+    uniformly): "a red circle above a purple square" -> "a red circle above a green square". A
+    real image with such a caption is a mismatch that only the second object's colour gives away.
+
+    Args:
+        captions: (B, L) word ids.
+        colour_ids: (K,) word ids of the colour words (:func:`colour_word_ids`).
+        rng: key of the replacement draw.
+
+    Returns:
+        ``(recoloured (B, L), changed (B,) bool)``; captions naming fewer than two colours (or
+        every colour) are returned unchanged with ``changed`` False.
+    """
+    ids = jnp.asarray(colour_ids)  # (K,)
+    is_colour = captions[:, :, None] == ids  # (B, L, K)
+    named = jnp.any(is_colour, axis=1)  # (B, K)
+    position = jnp.arange(captions.shape[1])
+    last_at = jnp.max(jnp.where(jnp.any(is_colour, axis=2), position, -1), axis=1)  # (B,)
+    last = jnp.take_along_axis(captions, jnp.maximum(last_at, 0)[:, None], axis=1)  # (B, 1)
+    draw = jnp.where(named, -1.0, jax.random.uniform(rng, named.shape))  # named ones never win
+    new = ids[jnp.argmax(draw, axis=1)][:, None]  # (B, 1)
+    n_named = jnp.sum(named, axis=1)
+    changed = (n_named >= 2) & (n_named < ids.shape[0])
+    return jnp.where(changed[:, None] & (captions == last), new, captions), changed
+
+
 def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
     """Doubles a batch with mirrored images and mirrored captions as hard negatives.
 

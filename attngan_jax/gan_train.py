@@ -226,21 +226,29 @@ def generator_loss(
     return total + damsm + kl, (aux, st_out)
 
 
-def make_train_step(config, tables=None):
+def make_train_step(config, ixtoword=None):
     """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure.
+
+    Hard negatives (not in the original; in-batch mismatched pairs almost always differ in the
+    first colour, so neither player has to learn positions or the second object without them):
+    with ``gan.mirror_negatives_d`` / ``_g`` each caption with a position word is mirrored
+    (left<->right, or top<->bottom/above<->below) and the mirrored caption is a hard mismatched
+    text for the discriminators' conditional logits (``_d``) and an extra negative of the
+    generator's DAMSM term (``_g``). With ``gan.recolour_negatives`` half of the captions naming
+    two colours get, instead of their mirror, a hard caption whose last-named colour is renamed
+    (:func:`attngan_jax.damsm_train.recolour_captions`): a generator that paints both objects in
+    one colour is caught by it.
 
     Args:
         config: experiment config.
-        tables: ``(horizontal, vertical)`` position-word swap maps
-            (:func:`attngan_jax.damsm_train.swap_tables`); required when
-            ``gan.mirror_negatives_d`` or ``gan.mirror_negatives_g`` is on. Each caption with a
-            position word is then mirrored (left<->right, or top<->bottom/above<->below) and the
-            mirrored caption is a hard mismatched text for the discriminators' conditional logits
-            (``_d``) and an extra negative of the generator's DAMSM term (``_g``). Not in the
-            original: in-batch mismatched pairs almost always differ in colour, so neither player
-            has to learn positions without them.
+        ixtoword: the vocabulary's words by id; required by the hard negatives above.
     """
-    from attngan_jax.damsm_train import mirror_captions
+    from attngan_jax.damsm_train import (
+        colour_word_ids,
+        mirror_captions,
+        recolour_captions,
+        swap_tables,
+    )
 
     gen = build_generator(config)
     discs = build_discriminators(config)
@@ -249,8 +257,19 @@ def make_train_step(config, tables=None):
     g = config.gan
     sizes = stage_sizes(config)
     mirror_d, mirror_g = g.get("mirror_negatives_d", False), g.get("mirror_negatives_g", False)
-    if (mirror_d or mirror_g) and tables is None:
-        raise ValueError("gan.mirror_negatives_d/_g need the swap tables of the vocabulary")
+    recolour = g.get("recolour_negatives", False)
+    if recolour and not (mirror_d or mirror_g):
+        raise ValueError(
+            "gan.recolour_negatives changes the hard captions of gan.mirror_negatives_d/_g: "
+            "turn on at least one of them"
+        )
+    if (mirror_d or mirror_g) and ixtoword is None:
+        raise ValueError(
+            "gan.mirror_negatives_d/_g and gan.recolour_negatives need the vocabulary: pass "
+            "ixtoword to make_train_step"
+        )
+    if mirror_d or mirror_g:
+        tables, colour_ids = swap_tables(ixtoword), colour_word_ids(ixtoword)
 
     def train_step(state: GANState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -259,6 +278,12 @@ def make_train_step(config, tables=None):
         hard = None
         if mirror_d or mirror_g:
             caps_m, _, changed = mirror_captions(batch["captions"], tables)
+            if recolour:
+                k_draw, k_pick = jax.random.split(jax.random.fold_in(rng, 2))
+                caps_r, recoloured = recolour_captions(batch["captions"], colour_ids, k_draw)
+                pick = recoloured & jax.random.bernoulli(k_pick, 0.5, recoloured.shape)
+                caps_m = jnp.where(pick[:, None], caps_r, caps_m)
+                changed = changed | pick
             words_m, sent_m, _ = encode_text(
                 text, state.encoders, {"captions": caps_m, "cap_lens": batch["cap_lens"]}
             )

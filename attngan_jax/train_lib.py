@@ -306,12 +306,9 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     total, spe = _steps(config, g, n_train)
     rng = jax.random.key(config.seed + 1)
     init_fn = lambda: gan_train.init_state(config, rng, encoders)  # noqa: E731
-    tables = None
-    if g.get("mirror_negatives_d") or g.get("mirror_negatives_g"):
-        tables = damsm_train.swap_tables(load_vocabulary(data_path).ixtoword)
-    step_fn = gan_train.make_train_step(config, tables)
-    loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
     vocab = load_vocabulary(data_path)
+    step_fn = gan_train.make_train_step(config, vocab.ixtoword)
+    loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
     hooks = [functools.partial(_sample_hook, config, workdir, data_path, vocab, mesh)]
     state, last = run_loop(
         name="attngan",

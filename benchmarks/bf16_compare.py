@@ -29,13 +29,14 @@ import train_step as ts  # noqa: E402
 
 import attngan_jax  # noqa: E402,F401
 from attngan_jax import gan_train  # noqa: E402
+from attngan_jax.data import shapes  # noqa: E402
 
 
 def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray], float, float]:
     """Metrics per step ``{name: (steps,)}``, compile seconds and median step seconds."""
     config = ts.make_config("shapes", dtype)
     _, _, (state, _) = ts.build("shapes", config, batch)
-    step = jax.jit(gan_train.make_train_step(config), donate_argnums=(0,))
+    step = jax.jit(gan_train.make_train_step(config, shapes.IXTOWORD), donate_argnums=(0,))
     batches = [ts.make_batch(config, batch, seed=i) for i in range(steps)]
     t = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()

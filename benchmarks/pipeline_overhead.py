@@ -24,7 +24,8 @@ def main():
     config.data.data_dir = a.data_dir
     config.data.worker_count = a.worker_count
     path = train_lib.prepare_data(config)
-    config.model.vocab_size = len(train_lib.load_vocabulary(path))
+    words = train_lib.load_vocabulary(path).ixtoword
+    config.model.vocab_size = len(words)
     from attngan_jax import damsm_train
 
     params, stats = damsm_train.init_variables(config, jax.random.key(1), 64)
@@ -34,7 +35,7 @@ def main():
     }
     mesh = sharding.make_mesh()
     state = gan_train.init_state(config, jax.random.key(0), enc)
-    step = jax.jit(gan_train.make_train_step(config), donate_argnums=(0,))
+    step = jax.jit(gan_train.make_train_step(config, words), donate_argnums=(0,))
     it = iter(train_lib.make_loader(config, path, "train", config.gan.batch_size, 0, True))
     cached = sharding.to_global(next(it), mesh)
     for _ in range(3):  # compile + warm-up

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 import attngan_jax  # noqa: E402,F401  (XLA:CPU flag before JAX starts)
 from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
+from attngan_jax.data import shapes  # noqa: E402
 
 
 def make_config(preset: str, dtype: str):
@@ -44,7 +45,7 @@ def make_config(preset: str, dtype: str):
     if p["kind"] == "shapes":
         c = config_lib.shapes("attngan", "full")
         with c.unlocked():
-            c.model.vocab_size = len(__import__("attngan_jax.data.shapes").data.shapes.IXTOWORD)
+            c.model.vocab_size = len(shapes.IXTOWORD)
     else:
         c = config_lib.birds("damsm" if p["kind"] == "damsm" else "attngan", "full")
         with c.unlocked():
@@ -101,7 +102,8 @@ def build(preset: str, config, batch: int):
         return fn, (), (g, text_vars, caps, lens, z, eps)
     enc = encoders_for(config, max(config.data.image_sizes))
     state = jax.jit(lambda e: gan_train.init_state(config, jax.random.key(0), e))(enc)
-    return gan_train.make_train_step(config), (0,), (state, data)
+    words = shapes.IXTOWORD if bc.PRESETS[preset]["kind"] == "shapes" else None  # hard negatives
+    return gan_train.make_train_step(config, words), (0,), (state, data)
 
 
 def cost(compiled) -> tuple[float, float]:

@@ -34,6 +34,10 @@ def prepared(tmp_path_factory):
     return config, path
 
 
+def _words(path):
+    return train_lib.load_vocabulary(path).ixtoword
+
+
 def first_batch(config, path, batch_size):
     loader = train_lib.make_loader(config, path, "train", batch_size, 0, True)
     return {k: jnp.asarray(v) for k, v in next(iter(loader)).items() if k != "keys"}
@@ -66,7 +70,7 @@ def _encoders(config, key=1):
 def test_gan_step_lowers_losses_on_fixed_batch(prepared):
     config, path = prepared
     state = gan_train.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan_train.make_train_step(config), donate_argnums=(0,))
+    step = jax.jit(gan_train.make_train_step(config, _words(path)), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
     hist = []
     for _ in range(10):
@@ -84,21 +88,32 @@ def test_gan_step_lowers_losses_on_fixed_batch(prepared):
     assert max(float(x) for x in d_ema) > 0
 
 
-def test_gan_step_with_mirrored_captions(prepared):
-    """gan.mirror_negatives_d/_g: the D learns to reject position-swapped captions of real images."""
+@pytest.mark.parametrize("recolour", [False, True])
+def test_gan_step_with_mirrored_captions(prepared, recolour):
+    """gan.mirror_negatives_d/_g (+ recolour_negatives): the D learns to reject hard captions."""
     config, path = prepared
     config = config.copy_and_resolve_references()
+    with config.unlocked():  # the shapes default: hard negatives on; here one at a time
+        config.gan.mirror_negatives_d = config.gan.mirror_negatives_g = False
+        config.gan.recolour_negatives = recolour
+    ixtoword = train_lib.load_vocabulary(path).ixtoword
+    tables, colour_ids = damsm_train.swap_tables(ixtoword), damsm_train.colour_word_ids(ixtoword)
+    if recolour:
+        with pytest.raises(ValueError, match="turn on at least one"):
+            gan_train.make_train_step(config, ixtoword)
     with config.unlocked():
         config.gan.mirror_negatives_d = True
         config.gan.mirror_negatives_g = True
-    tables = damsm_train.swap_tables(train_lib.load_vocabulary(path).ixtoword)
-    with pytest.raises(ValueError, match="swap tables"):
+    with pytest.raises(ValueError, match="need the vocabulary"):
         gan_train.make_train_step(config)
     state = gan_train.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan_train.make_train_step(config, tables), donate_argnums=(0,))
+    step = jax.jit(gan_train.make_train_step(config, ixtoword), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
     mirrored, _, changed = damsm_train.mirror_captions(batch["captions"], tables)
     assert bool(jnp.any(changed)), "the tiny batch should hold a caption with a position word"
+    if recolour:
+        _, renamed = damsm_train.recolour_captions(batch["captions"], colour_ids, jax.random.key(0))
+        assert bool(jnp.any(renamed)), "the tiny batch should hold a two-colour caption"
     hist = []
     for _ in range(10):
         state, m = step(state, batch)
@@ -120,8 +135,10 @@ def test_gan_class_masking_switch(prepared):
         c = config.copy_and_resolve_references()
         with c.unlocked():
             c.gan.class_masking = masking
+            # Hard captions are an extra, never-masked negative column: off here.
+            c.gan.mirror_negatives_d = c.gan.mirror_negatives_g = c.gan.recolour_negatives = False
         state = gan_train.init_state(c, jax.random.key(0), _encoders(c))
-        _, m = jax.jit(gan_train.make_train_step(c))(state, batch)
+        _, m = jax.jit(gan_train.make_train_step(c, _words(path)))(state, batch)
         out[masking] = float(m["s_loss"])
     assert out[True] == pytest.approx(0.0, abs=1e-6) and out[False] > 0.1, out
 
@@ -236,18 +253,22 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         import ml_collections as mlc
         from attngan_jax import gan_train, damsm_train, sharding, train_lib
         config = mlc.ConfigDict(json.loads({config.to_json()!r}))
+        # Adam turns float-rounding differences of near-zero gradients into updates of up to
+        # ~lr: compare at the original's 2e-4 (the shapes demo trains at 6e-4).
+        config.gan.g_lr = config.gan.d_lr = 2e-4
         assert len(jax.devices()) == 4
         size = max(config.data.image_sizes)
         params, stats = damsm_train.init_variables(config, jax.random.key(1), size)
         enc = {{"text": {{"params": params["text"]}}, "image": {{"params": params["image"], "batch_stats": stats}}}}
         loader = train_lib.make_loader(config, {path!r}, "train", config.gan.batch_size, 0, True)
         host = next(iter(loader))
+        vocab = train_lib.load_vocabulary({path!r})
         outs = []
         for devs in (jax.devices()[:1], jax.devices()):
             mesh = sharding.make_mesh(devs)
             repl = sharding.replicated(mesh)
             state = jax.jit(lambda: gan_train.init_state(config, jax.random.key(0), enc), out_shardings=repl)()
-            step = jax.jit(gan_train.make_train_step(config))
+            step = jax.jit(gan_train.make_train_step(config, vocab.ixtoword))
             batch = sharding.to_global(host, mesh)
             assert len(batch["captions"].sharding.device_set) == len(devs)
             for _ in range(2):
@@ -337,6 +358,28 @@ def test_mirrored_negatives_flip_and_swap():
     np.testing.assert_array_equal(out["image_4"][4], img[1][::-1])  # vertical for top/bottom
     # A mirrored caption that did not change is the same class as its original (not a negative).
     np.testing.assert_array_equal(out["class_ids"], [0, 1, 2, 3, 4, 2])
+
+
+def test_recolour_captions_renames_the_second_colour():
+    words = ["<end>", "a", "red", "blue", "green", "circle", "and", "the", "one", "above"]
+    colour_ids = damsm_train.colour_word_ids(words)
+    np.testing.assert_array_equal(colour_ids, [2, 4, 3])  # in COLOUR_WORDS order
+    caps = jnp.array(
+        [
+            [1, 2, 5, 9, 1, 3, 5, 0],  # a red circle above a blue circle
+            [1, 2, 5, 6, 1, 3, 5, 7],  # ... the (blue named twice below)
+            [1, 2, 5, 0, 0, 0, 0, 0],  # one colour: unchanged
+        ],
+        jnp.int32,
+    )
+    caps = caps.at[1, 7].set(3)  # a red circle and a blue circle blue
+    for seed in range(5):
+        out, changed = damsm_train.recolour_captions(caps, colour_ids, jax.random.key(seed))
+        np.testing.assert_array_equal(changed, [True, True, False])
+        # Every "blue" (the last-named colour) becomes the one colour not named: green.
+        np.testing.assert_array_equal(out[0], [1, 2, 5, 9, 1, 4, 5, 0])
+        np.testing.assert_array_equal(out[1], [1, 2, 5, 6, 1, 4, 5, 4])
+        np.testing.assert_array_equal(out[2], caps[2])
 
 
 def test_spatial_global_code_keeps_the_layout():
