@@ -237,7 +237,7 @@ def make_train_step(config, ixtoword=None):
     generator's DAMSM term (``_g``). With ``gan.recolour_negatives`` half of the captions naming
     two colours get, instead of their mirror, a hard caption whose last-named colour is renamed
     (:func:`attngan_jax.damsm_train.recolour_captions`): a generator that paints both objects in
-    one colour is caught by it.
+    one colour is caught by it. The metrics ``D<i>_mirror_prob`` cover every hard caption.
 
     Args:
         config: experiment config.
@@ -279,6 +279,7 @@ def make_train_step(config, ixtoword=None):
         if mirror_d or mirror_g:
             caps_m, _, changed = mirror_captions(batch["captions"], tables)
             if recolour:
+                # A key of its own (fold_in), so z and eps stay the draws they are without it.
                 k_draw, k_pick = jax.random.split(jax.random.fold_in(rng, 2))
                 caps_r, recoloured = recolour_captions(batch["captions"], colour_ids, k_draw)
                 pick = recoloured & jax.random.bernoulli(k_pick, 0.5, recoloured.shape)

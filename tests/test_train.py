@@ -96,7 +96,7 @@ def test_gan_step_with_mirrored_captions(prepared, recolour):
     with config.unlocked():  # the shapes default: hard negatives on; here one at a time
         config.gan.mirror_negatives_d = config.gan.mirror_negatives_g = False
         config.gan.recolour_negatives = recolour
-    ixtoword = train_lib.load_vocabulary(path).ixtoword
+    ixtoword = _words(path)
     tables, colour_ids = damsm_train.swap_tables(ixtoword), damsm_train.colour_word_ids(ixtoword)
     if recolour:
         with pytest.raises(ValueError, match="turn on at least one"):
@@ -367,12 +367,11 @@ def test_recolour_captions_renames_the_second_colour():
     caps = jnp.array(
         [
             [1, 2, 5, 9, 1, 3, 5, 0],  # a red circle above a blue circle
-            [1, 2, 5, 6, 1, 3, 5, 7],  # ... the (blue named twice below)
+            [1, 2, 5, 6, 1, 3, 5, 3],  # a red circle and a blue circle blue (named twice)
             [1, 2, 5, 0, 0, 0, 0, 0],  # one colour: unchanged
         ],
         jnp.int32,
     )
-    caps = caps.at[1, 7].set(3)  # a red circle and a blue circle blue
     for seed in range(5):
         out, changed = damsm_train.recolour_captions(caps, colour_ids, jax.random.key(seed))
         np.testing.assert_array_equal(changed, [True, True, False])
