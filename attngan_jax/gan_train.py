@@ -258,25 +258,26 @@ def make_train_step(config, ixtoword=None):
     sizes = stage_sizes(config)
     mirror_d, mirror_g = g.get("mirror_negatives_d", False), g.get("mirror_negatives_g", False)
     recolour = g.get("recolour_negatives", False)
-    if recolour and not (mirror_d or mirror_g):
+    hard_negatives = mirror_d or mirror_g
+    if recolour and not hard_negatives:
         raise ValueError(
             "gan.recolour_negatives changes the hard captions of gan.mirror_negatives_d/_g: "
             "turn on at least one of them"
         )
-    if (mirror_d or mirror_g) and ixtoword is None:
+    if hard_negatives and ixtoword is None:
         raise ValueError(
             "gan.mirror_negatives_d/_g and gan.recolour_negatives need the vocabulary: pass "
             "ixtoword to make_train_step"
         )
-    if mirror_d or mirror_g:
-        tables, colour_ids = swap_tables(ixtoword), colour_word_ids(ixtoword)
+    tables = swap_tables(ixtoword) if hard_negatives else None
+    colour_ids = colour_word_ids(ixtoword) if recolour else None
 
     def train_step(state: GANState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
         k_z, k_eps = jax.random.split(rng)
         words, sent, mask = encode_text(text, state.encoders, batch)
         hard = None
-        if mirror_d or mirror_g:
+        if hard_negatives:
             caps_m, _, changed = mirror_captions(batch["captions"], tables)
             if recolour:
                 # A key of its own (fold_in), so z and eps stay the draws they are without it.
