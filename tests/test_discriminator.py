@@ -147,3 +147,19 @@ def test_converter_errors_name_key_shapes_and_cause():
     # A wrong sentence size shows on the joint conv.
     with pytest.raises(ConversionError, match="COND_DNET.jointConv.0.weight"):
         convert_discriminator(sd, dm.Discriminator(8, 32, 64))
+
+
+@pytest.mark.parametrize("size", [16, 32])
+def test_cpu_demo_sizes_reach_the_4x4_heads(size):
+    d = dm.Discriminator(df_dim=4, emb_dim=8, image_size=size)
+    v = dm.init_discriminator(d, jax.random.key(size))
+    imgs = jax.random.uniform(jax.random.key(1), (3, size, size, 3), minval=-1.0, maxval=1.0)
+    code, cond, unc = d.apply(v, imgs, jnp.ones((3, 8)), False, method="all_logits")
+    assert code.shape == (3, 4, 4, 32) and cond.shape == unc.shape == (3,)
+    assert np.all(np.isfinite(cond)) and np.all(np.isfinite(unc))
+
+
+def test_unsupported_size_names_the_choices():
+    d = dm.Discriminator(df_dim=4, emb_dim=8, image_size=48)
+    with pytest.raises(ValueError, match="16, 32, 64, 128 or 256"):
+        dm.init_discriminator(d, jax.random.key(0))

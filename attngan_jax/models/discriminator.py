@@ -60,8 +60,8 @@ class EncodeImageBy16(nn.Module):
     def __call__(self, x: Array, train: bool) -> Array:
         """Encodes NHWC images (B, H, W, 3) to (B, H/16, W/16, 8 * ndf).
 
-        ``num_down=3`` (the 32×32 discriminator of the CPU demo, not in the original) stops after
-        the third conv: (B, H/8, W/8, 4 * ndf).
+        ``num_down=3`` / ``2`` (the 32×32 / 16×16 discriminators of CPU demos, not in the original)
+        stop after the third / second conv: (B, H/8, W/8, 4 * ndf) / (B, H/4, W/4, 2 * ndf).
         """
         x = _lrelu(conv(self.ndf, 4, 2, 1, dtype=self.dtype, name="conv0")(x))
         for i, mult in ((2, 2), (5, 4), (8, 8))[: self.num_down - 1]:  # torch: conv i, BN i + 1
@@ -164,8 +164,8 @@ class Discriminator(nn.Module):
     Attributes:
         df_dim: DF_DIM (64 birds, 96 COCO).
         emb_dim: sentence embedding size (TEXT.EMBEDDING_DIM, 256).
-        image_size: 64, 128 or 256 (the original's three), or 32 (an extension for CPU-sized
-            demos: three downsampling convs to 4×4×4ndf, then a 3×3 block to 8ndf).
+        image_size: 64, 128 or 256 (the original's three), or 32 / 16 (extensions for CPU-sized
+            demos: three / two downsampling convs to 4×4, then a 3×3 block to 8ndf).
         uncond: whether the unconditional head exists (the original's ``b_jcu``).
         dtype: computation dtype (parameters stay float32; logits are float32).
     """
@@ -179,10 +179,11 @@ class Discriminator(nn.Module):
     def setup(self):
         """Creates the trunk for ``image_size`` and the heads (names mirror the torch keys)."""
         ndf = self.df_dim
-        if self.image_size not in (32, 64, 128, 256):
-            raise ValueError(f"image_size must be 32, 64, 128 or 256, got {self.image_size}")
-        if self.image_size == 32:
-            self.img_code_s16 = EncodeImageBy16(ndf, num_down=3, dtype=self.dtype)
+        if self.image_size not in (16, 32, 64, 128, 256):
+            raise ValueError(f"image_size must be 16, 32, 64, 128 or 256, got {self.image_size}")
+        if self.image_size in (16, 32):
+            num_down = {16: 2, 32: 3}[self.image_size]
+            self.img_code_s16 = EncodeImageBy16(ndf, num_down=num_down, dtype=self.dtype)
             self.img_code_s8_1 = Block3x3LeakyReLU(ndf * 8, dtype=self.dtype)
         else:
             self.img_code_s16 = EncodeImageBy16(ndf, dtype=self.dtype)
@@ -208,8 +209,8 @@ class Discriminator(nn.Module):
         Returns:
             (B, 4, 4, 8 * df_dim).
         """
-        x = self.img_code_s16(images, train)  # (B, S/16, S/16, 8 ndf); 32: (B, 4, 4, 4 ndf)
-        if self.image_size == 32:
+        x = self.img_code_s16(images, train)  # (B, S/16, S/16, 8 ndf); 32, 16: (B, 4, 4, 4|2 ndf)
+        if self.image_size in (16, 32):
             x = self.img_code_s8_1(x, train)  # (B, 4, 4, 8 ndf)
         elif self.image_size == 128:
             x = self.img_code_s32(x, train)  # (B, 4, 4, 16 ndf)
