@@ -28,7 +28,8 @@ def main():
     config.model.vocab_size = len(words)
     from attngan_jax import damsm_train
 
-    params, stats = damsm_train.init_variables(config, jax.random.key(1), 64)
+    size = max(config.data.image_sizes)
+    params, stats = damsm_train.init_variables(config, jax.random.key(1), size)
     enc = {
         "text": {"params": params["text"]},
         "image": {"params": params["image"], "batch_stats": stats},

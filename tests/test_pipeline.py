@@ -228,6 +228,17 @@ def test_worker_count_gives_same_batches(prepared):
     del resumed
 
 
+def test_read_threads_give_same_batches_and_resume_across(prepared):
+    ref = take(loader(prepared, seed=5, read_threads=16), 3)
+    it = iter(loader(prepared, seed=5, read_threads=0))
+    got = [next(it) for _ in range(2)]
+    state = it.get_state()
+    assert all(same(x, y) for x, y in zip(ref, got))
+    resumed = iter(loader(prepared, seed=5, read_threads=2))
+    resumed.set_state(state)
+    assert same(ref[2], next(resumed))
+
+
 def test_global_batches_on_four_devices(prepared):
     script = textwrap.dedent(
         f"""

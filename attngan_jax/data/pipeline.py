@@ -49,7 +49,6 @@ from attngan_jax.data.text import sample_caption
 from attngan_jax.data.tfds_builders import VOCAB_FILENAME, is_prepared
 
 
-
 def scale_shorter_side(img: Image.Image, size: int) -> Image.Image:
     """The original's ``Scale(size)``: shorter side -> ``size`` (PIL bilinear), other truncated.
 
@@ -219,6 +218,7 @@ def make_loader(
     sort_by_length: bool = True,
     worker_count: int = 0,
     worker_buffer_size: int = 1,
+    read_threads: int = 16,
     drop_remainder: bool = True,
     shard_index: int | None = None,
     shard_count: int | None = None,
@@ -243,6 +243,10 @@ def make_loader(
         sort_by_length: sort each host batch by caption length, descending.
         worker_count: grain worker processes (0: in the calling thread).
         worker_buffer_size: batches each worker prepares ahead.
+        read_threads: threads reading records ahead (0: read in the calling thread). Each keeps 4
+            records in flight; grain's default is 16 threads and 500 records, but its prefetch
+            scans the whole buffer on every record, which cost the shapes demo 1/3 of its loading
+            time (``benchmarks/pipeline_overhead.py``).
         drop_remainder: drop the last incomplete batch (and the records that do not divide evenly
             between shards).
         shard_index: this host's shard; default ``jax.process_index()``.
@@ -315,6 +319,9 @@ def make_loader(
         worker_count=worker_count,
         worker_buffer_size=worker_buffer_size,
         shard_options=shard_options,
+        read_options=grain.ReadOptions(
+            num_threads=read_threads, prefetch_buffer_size=4 * read_threads
+        ),
     )
 
 
