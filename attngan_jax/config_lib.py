@@ -180,7 +180,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.data.captions_per_image = 10
     c.data.words_num = 18  # shapes captions have at most 18 words: no word dropping
     # Small local records: reading them in the training thread is cheaper than grain's read-ahead
-    # (real-data step / cached-batch step 1.13 -> 1.09 in benchmarks/pipeline_overhead.py).
+    # (real-data step / cached-batch step 1.17 -> 1.08 in benchmarks/pipeline_overhead.py).
     c.data.read_threads = 0
     # Rendered at 64x64 and downsampled by the loader: two stages, 16x16 -> 32x32. At 32 -> 64
     # a GAN step costs 2.4x as much and two-object relations need ~7,500 steps (~28 minutes);
@@ -234,7 +234,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     # took single-object positions from 68 % to 93 % (the original rate needs ~7,500 steps).
     c.gan.g_lr = 6e-4
     c.gan.d_lr = 6e-4
-    c.gan.ema_decay = 0.99  # a 2,000-step run: the 0.999 average would still hold the init
+    c.gan.ema_decay = 0.99  # a few thousand steps: the 0.999 average would lag far behind
     c.gan.batch_size = 16
     c.gan.num_epochs = 20  # 5,000 steps
     # 2x the original's DAMSM weight: in equal 3,000-step runs it took both-colours fidelity from
