@@ -260,6 +260,8 @@ for step in range(1, 10**8):
     if step == 20:
         print("ready", flush=True)
     if flag.requested and sys.argv[2] == "save":
+        # As run_loop: save here, since the signal may land after this step's save call.
+        ckpt.save(step, state, {"step": step}, force=True)
         ckpt.wait(); ckpt.close()
         print("saved", step, flush=True)
         sys.exit(0)
