@@ -335,3 +335,42 @@ def test_generator_from_nested_cfg(fixture_weights):
     assert (g.gf_dim, g.r_num, g.z_dim) == (gan["GF_DIM"], gan["R_NUM"], gan["Z_DIM"])
     assert g.num_stages == case["cfg"]["TREE"]["BRANCH_NUM"]
     assert g.emb_dim == case["cfg"]["TEXT"]["EMBEDDING_DIM"]
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 16, 8, 6), (1, 5, 7, 3, 4), (2, 4, 4, 6, 10)])
+def test_upsample_conv_phases_equal_direct_values_and_gradients(shape):
+    """The 2×2 phase form of nearest ×2 + conv3x3 = the direct form, values and both gradients."""
+    from attngan_jax.models.layers import upsample_conv3x3
+
+    b, h, w, ci, co = shape
+    kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, (b, h, w, ci))
+    k = jax.random.normal(kw, (3, 3, ci, co))
+    g = jax.random.normal(kg, (b, 2 * h, 2 * w, co))  # a cotangent with no symmetry
+
+    def loss(x, k, method):
+        return jnp.sum(upsample_conv3x3(x, k, method) * g)
+
+    y_direct = upsample_conv3x3(x, k, "direct")
+    assert y_direct.shape == (b, 2 * h, 2 * w, co)
+    np.testing.assert_allclose(upsample_conv3x3(x, k, "phases"), y_direct, atol=2e-5)
+    gd = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, k, "direct")
+    gp = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, k, "phases")
+    for a, r in zip(gp, gd):
+        np.testing.assert_allclose(a, r, atol=1e-4 * float(np.max(np.abs(r))))
+    with pytest.raises(ValueError, match="direct"):
+        upsample_conv3x3(x, k, "fast")
+
+
+def test_upblock_methods_share_parameters_and_outputs():
+    from attngan_jax.models.generator import UpBlock
+
+    x = jax.random.normal(jax.random.key(1), (2, 16, 16, 12))
+    blocks = {m: UpBlock(5, upsample_method=m) for m in ("direct", "phases", "auto")}
+    vs = {m: blk.init(jax.random.key(2), x, False) for m, blk in blocks.items()}
+    ref = vs["direct"]
+    assert ref["params"]["conv"]["kernel"].shape == (3, 3, 12, 10)
+    for m, v in vs.items():  # same tree and the same initial values (same rng path)
+        jax.tree.map(np.testing.assert_array_equal, v, ref)
+        y = blocks[m].apply(ref, x, False)
+        np.testing.assert_allclose(y, blocks["direct"].apply(ref, x, False), atol=1e-5)

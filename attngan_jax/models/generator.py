@@ -22,23 +22,32 @@ import jax
 import jax.numpy as jnp
 
 from attngan_jax.models.attention import GlobalAttentionGeneral
-from attngan_jax.models.layers import BatchNorm, conv3x3, glu, upsample_nearest2x
+from attngan_jax.models.layers import BatchNorm, UpsampleConv3x3, conv3x3, glu
 
 Dtype = Any
 Array = jax.Array
 
 
 class UpBlock(nn.Module):
-    """``upBlock``: nearest ×2 -> conv3x3 (2·out) -> BN -> GLU; (B, H, W, C) -> (B, 2H, 2W, out)."""
+    """``upBlock``: nearest ×2 -> conv3x3 (2·out) -> BN -> GLU; (B, H, W, C) -> (B, 2H, 2W, out).
+
+    Attributes:
+        features: output channels (the conv has twice as many, halved by the GLU).
+        dtype: computation dtype.
+        upsample_method: how the upsample + conv3x3 pair is computed (``layers.upsample_conv3x3``):
+            ``"auto"`` (the 2×2 phase form on CPU from 16×16 inputs, same result up to float32
+            rounding), ``"direct"`` or ``"phases"``.
+    """
 
     features: int
     dtype: Dtype | None = None
+    upsample_method: str = "auto"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         """(B, H, W, C) -> (B, 2H, 2W, features); ``train`` selects BatchNorm batch statistics."""
-        x = upsample_nearest2x(x)
-        x = conv3x3(2 * self.features, dtype=self.dtype, name="conv")(x)
+        up_conv = UpsampleConv3x3(2 * self.features, self.upsample_method, self.dtype, name="conv")
+        x = up_conv(x)  # nearest ×2, then conv3x3
         x = BatchNorm(dtype=self.dtype, name="bn")(x, train)
         return glu(x)
 
