@@ -163,3 +163,35 @@ def test_unsupported_size_names_the_choices():
     d = dm.Discriminator(df_dim=4, emb_dim=8, image_size=48)
     with pytest.raises(ValueError, match="16, 32, 64, 128 or 256"):
         dm.init_discriminator(d, jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "x_shape, k, stride, pad",
+    [
+        ((2, 8, 8, 6), 4, 2, 1),
+        ((2, 4, 4, 5), 3, 1, 1),
+        ((3, 7, 5, 4), 3, 2, 0),
+        ((2, 4, 4, 8), 4, 4, 0),
+    ],
+)
+def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
+    """layers.conv2d: the im2col/col2im gradients equal XLA's transposed convolutions."""
+    from attngan_jax.models.layers import conv2d
+
+    kx, kw, kg = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(kx, x_shape)
+    w = jax.random.normal(kw, (k, k, x_shape[-1], 7))
+    padding = ((pad, pad), (pad, pad))
+    y = conv2d(x, w, (stride, stride), padding, "xla")
+    g = jax.random.normal(kg, y.shape)
+    np.testing.assert_array_equal(conv2d(x, w, (stride, stride), padding, "matmul"), y)
+
+    def loss(x, w, method):
+        return jnp.sum(conv2d(x, w, (stride, stride), padding, method) * g)
+
+    ref = jax.grad(loss, (0, 1))(x, w, "xla")
+    got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, "matmul")
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
+    with pytest.raises(ValueError, match="matmul"):
+        conv2d(x, w, (stride, stride), padding, "fft")
