@@ -14,6 +14,8 @@ written.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import json
 import logging
@@ -94,6 +96,44 @@ def _loader_state_from_json(state: Any) -> Any:
     return state.encode() if isinstance(state, str) else state
 
 
+def release_freed_host_memory() -> None:
+    """Returns the C heap's free pages to the OS (glibc ``malloc_trim``); a no-op elsewhere.
+
+    XLA's compiler frees most of what it allocated once an executable is built, but glibc keeps
+    those pages, so the first step's buffers came on top of them: the peak RSS of the birds64
+    benchmark fell from 2.2 to 1.7 GB with this call between compiling and running the step.
+    """
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        pass
+
+
+class _AotStep:
+    """A jitted step compiled ahead of time at its first call, then freed compiler memory released.
+
+    Calls the compiled executable; if a later call's arguments do not match the ones it was
+    compiled for (shapes, dtypes or shardings), falls back to the jitted function, which compiles
+    what it needs.
+    """
+
+    def __init__(self, jitted: Callable):
+        self._jitted = jitted
+        self._compiled = None
+
+    def __call__(self, *args):
+        if self._compiled is None:
+            self._compiled = self._jitted.lower(*args).compile()
+            release_freed_host_memory()
+        if self._compiled is not False:
+            try:
+                return self._compiled(*args)
+            except (TypeError, ValueError) as e:
+                log.info("step inputs differ from the compiled ones (%s); using jit", e)
+                self._compiled = False
+        return self._jitted(*args)
+
+
 def run_loop(
     *,
     name: str,
@@ -152,7 +192,7 @@ def run_loop(
         log.info("%s: resumed from step %d in %s", name, start, workdir)
     else:
         state = jax.jit(init_fn, out_shardings=repl)()
-    step_jit = jax.jit(step_fn, donate_argnums=(0,))
+    train_step = _AotStep(jax.jit(step_fn, donate_argnums=(0,)))
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     flag = install_preemption_handler()
     host_metrics: dict[str, float] = {}
@@ -163,7 +203,7 @@ def run_loop(
             if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
                 state = on_epoch(step // steps_per_epoch, state)
             batch = sharding.to_global(next(it), mesh)
-            state, metrics = step_jit(state, batch)
+            state, metrics = train_step(state, batch)
             host_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             check_finite(host_metrics, step + 1)
             bar.update(1)

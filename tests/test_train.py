@@ -395,3 +395,21 @@ def test_spatial_global_code_keeps_the_layout():
     assert local.shape == (2, 8, 8, 8) and g.shape == (2, 4 * 4 * 16)  # flattened 4x4x16 map
     pooled = SmallTrunk((4, 8, 16)).apply(v, x)[1]
     np.testing.assert_allclose(pooled, g.reshape(2, 16, 16).mean(1), rtol=1e-5, atol=1e-6)
+
+
+def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
+    from attngan_jax import train_lib
+
+    traces = []
+
+    def fn(x):
+        traces.append(x.shape)
+        return x * 2
+
+    step = train_lib._AotStep(jax.jit(fn))
+    np.testing.assert_array_equal(step(jnp.ones(3)), 2 * np.ones(3))
+    np.testing.assert_array_equal(step(jnp.full(3, 2.0)), 4 * np.ones(3))
+    assert traces == [(3,)]  # compiled ahead of time once, then reused
+    np.testing.assert_array_equal(step(jnp.ones(5)), 2 * np.ones(5))  # a shape it was not built for
+    assert step._compiled is False and traces[-1] == (5,)
+    train_lib.release_freed_host_memory()  # callable anywhere; a no-op off glibc
