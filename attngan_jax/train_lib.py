@@ -14,8 +14,6 @@ written.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import json
 import logging
@@ -33,6 +31,7 @@ from attngan_jax import damsm_train, export, gan_train, sharding
 from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.host_memory import release_freed_host_memory
 from attngan_jax.observe import MetricWriter, check_finite, progress
 
 log = logging.getLogger(__name__)
@@ -96,19 +95,6 @@ def _loader_state_from_json(state: Any) -> Any:
     return state.encode() if isinstance(state, str) else state
 
 
-def release_freed_host_memory() -> None:
-    """Returns the C heap's free pages to the OS (glibc ``malloc_trim``); a no-op elsewhere.
-
-    XLA's compiler frees most of what it allocated once an executable is built, but glibc keeps
-    those pages, so the first step's buffers came on top of them: the peak RSS of the birds64
-    benchmark fell from 2.2 to 1.7 GB with this call between compiling and running the step.
-    """
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
-        pass
-
-
 class _AotStep:
     """A jitted step compiled ahead of time at its first call, then freed compiler memory released.
 
@@ -124,7 +110,7 @@ class _AotStep:
     def __call__(self, *args):
         if self._compiled is None:
             self._compiled = self._jitted.lower(*args).compile()
-            release_freed_host_memory()
+            release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
         if self._compiled is not False:
             try:
                 return self._compiled(*args)

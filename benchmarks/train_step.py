@@ -35,8 +35,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import attngan_jax  # noqa: E402,F401  (XLA:CPU flag before JAX starts)
-from attngan_jax import config_lib, damsm_train, gan_train, sampling, train_lib  # noqa: E402
+from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
+from attngan_jax.host_memory import release_freed_host_memory  # noqa: E402
 
 
 def make_config(preset: str, dtype: str):
@@ -146,7 +147,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
-    train_lib.release_freed_host_memory()  # as train_lib.run_loop does before the first step
+    release_freed_host_memory()  # as train_lib.run_loop does before the first step
     flops, nbytes = cost(compiled)
     stateful = bool(donate)
 

@@ -399,6 +399,7 @@ def test_spatial_global_code_keeps_the_layout():
 
 def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
     from attngan_jax import train_lib
+    from attngan_jax.host_memory import release_freed_host_memory
 
     traces = []
 
@@ -412,4 +413,4 @@ def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
     assert traces == [(3,)]  # compiled ahead of time once, then reused
     np.testing.assert_array_equal(step(jnp.ones(5)), 2 * np.ones(5))  # a shape it was not built for
     assert step._compiled is False and traces[-1] == (5,)
-    train_lib.release_freed_host_memory()  # callable anywhere; a no-op off glibc
+    release_freed_host_memory()  # callable anywhere; a no-op off glibc

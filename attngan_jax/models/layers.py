@@ -220,6 +220,9 @@ class UpsampleConv3x3(nn.Module):
 
 _MATMUL_GRAD_MAX_OUT = 64
 """Largest output ``H·W`` for which ``conv2d(..., grad="auto")`` computes its gradients as matmuls."""
+_MATMUL_GRAD_MIN_KERNEL = 2**20
+"""Smallest kernel (elements) for that: the measured wins were 3.5M-33M-element kernels, while the
+shapes demo's small discriminator got slower and compiled 6 s longer with every small map included."""
 
 
 def _conv_fwd_raw(x, w, strides, padding):
@@ -288,7 +291,7 @@ def conv2d(
     convolutions ran at a fraction of its forward speed (input gradient 5x the forward) and this
     was 1.5-2.4x faster forward + backward on 2 cores; on large maps XLA's own gradient wins and
     the patches would cost memory. ``"auto"`` = ``"matmul"`` on CPU when the output has at most 64
-    pixels (8×8), else ``"xla"``. Same values; the gradients differ by float32 summation order.
+    pixels (8×8) and the kernel at least 2^20 elements, else ``"xla"``. Same values; the gradients differ by float32 summation order.
 
     Args:
         x: (B, H, W, Ci).
@@ -305,7 +308,7 @@ def conv2d(
     if grad == "auto":
         ho = (x.shape[1] + sum(padding[0]) - w.shape[0]) // strides[0] + 1
         wo = (x.shape[2] + sum(padding[1]) - w.shape[1]) // strides[1] + 1
-        small = ho * wo <= _MATMUL_GRAD_MAX_OUT
+        small = ho * wo <= _MATMUL_GRAD_MAX_OUT and w.size >= _MATMUL_GRAD_MIN_KERNEL
         grad = "matmul" if small and jax.default_backend() == "cpu" else "xla"
     if grad == "xla":
         return _conv_fwd_raw(x, w, strides, padding)
