@@ -136,11 +136,8 @@ def _phase_conv_bwd(res, dz):
     dx = jax.vjp(lambda x: _conv2x2_pad1(x, k), x)[1](dz)[0]
     # Kernel gradient as one matmul over the 2×2 input patches: XLA:CPU's own filter-gradient
     # convolution for this shape was 10-100x slower than the forward.
-    _, h, w, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate(
-        [xp[:, r : r + h + 1, c : c + w + 1] for r in (0, 1) for c in (0, 1)], axis=-1
-    )  # (B, H + 1, W + 1, 4·Ci), ordered (r, c, ci) like the kernel
+    patches = _im2col(xp, (2, 2), (1, 1), dz.shape[1:3])  # (B, H + 1, W + 1, 4·Ci)
     dk = jnp.einsum("bhwk,bhwo->ko", patches, dz).reshape(k.shape)
     return dx, dk.astype(k.dtype)
 
@@ -231,18 +228,19 @@ def _conv_fwd_raw(x, w, strides, padding):
     )
 
 
-def _window_taps(xp: Array, kernel_hw, strides, out_hw):
-    """The ``k_h·k_w`` strided slices of the padded input that each kernel tap multiplies."""
+def _tap_indices(kernel_hw, strides, out_hw) -> list[tuple[slice, slice, slice]]:
+    """Per kernel tap (row-major), the index of the padded-input pixels it multiplies."""
     (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
     return [
-        (
-            i,
-            j,
-            (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)),
-        )
+        (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
         for i in range(kh)
         for j in range(kw)
     ]
+
+
+def _im2col(xp: Array, kernel_hw, strides, out_hw) -> Array:
+    """(B, H, W, C) padded input -> (B, Ho, Wo, kh·kw·C) patches, ordered (tap row, tap col, c)."""
+    return jnp.concatenate([xp[idx] for idx in _tap_indices(kernel_hw, strides, out_hw)], axis=-1)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -259,13 +257,12 @@ def _conv_matmul_grad_bwd(strides, padding, res, dz):
     kh, kw, ci, co = w.shape
     b, ho, wo, _ = dz.shape
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    taps = _window_taps(xp, (kh, kw), strides, (ho, wo))
-    cols = jnp.concatenate([xp[idx] for _, _, idx in taps], axis=-1)  # (B, Ho, Wo, kh·kw·Ci)
+    cols = _im2col(xp, (kh, kw), strides, (ho, wo))  # (B, Ho, Wo, kh·kw·Ci)
     dw = jnp.einsum("bhwk,bhwo->ko", cols, dz).reshape(w.shape)
     dcols = jnp.einsum("bhwo,ko->bhwk", dz, w.reshape(kh * kw * ci, co))
     dcols = dcols.reshape(b, ho, wo, kh * kw, ci)
     dxp = jnp.zeros(xp.shape, dz.dtype)
-    for t, (_, _, idx) in enumerate(taps):  # col2im: scatter-add each tap back
+    for t, idx in enumerate(_tap_indices((kh, kw), strides, (ho, wo))):  # col2im: add taps back
         dxp = dxp.at[idx].add(dcols[:, :, :, t])
     (pt, _), (pl, _) = padding
     dx = dxp[:, pt : pt + x.shape[1], pl : pl + x.shape[2]]
