@@ -87,6 +87,31 @@ def upsample_nearest2x(x: Array) -> Array:
     return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+# --- convolution helpers -------------------------------------------------------------------------
+
+
+def _conv_nhwc(x: Array, w: Array, strides, padding) -> Array:
+    """XLA's NHWC/HWIO convolution (no bias)."""
+    return jax.lax.conv_general_dilated(
+        x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _tap_indices(kernel_hw, strides, out_hw) -> list[tuple[slice, slice, slice]]:
+    """Per kernel tap (row-major), the index of the padded-input pixels it multiplies."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
+    return [
+        (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def _im2col(xp: Array, kernel_hw, strides, out_hw) -> Array:
+    """(B, H, W, C) padded input -> (B, Ho, Wo, kh·kw·C) patches, ordered (tap row, tap col, c)."""
+    return jnp.concatenate([xp[idx] for idx in _tap_indices(kernel_hw, strides, out_hw)], axis=-1)
+
+
 # --- nearest ×2 upsampling followed by a 3×3 conv, as four 2×2 "phase" convolutions ---------------
 
 _PHASE_MIN_SIZE = 16
@@ -117,9 +142,7 @@ def _phase_kernel(w: Array) -> Array:
 
 def _conv2x2_pad1(x: Array, k: Array) -> Array:
     """(B, H, W, Ci) * (2, 2, Ci, C) with padding 1 -> (B, H + 1, W + 1, C)."""
-    return jax.lax.conv_general_dilated(
-        x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
+    return _conv_nhwc(x, k, (1, 1), ((1, 1), (1, 1)))
 
 
 @jax.custom_vjp
@@ -168,13 +191,7 @@ def upsample_conv3x3(x: Array, w: Array, method: str = "auto") -> Array:
         big = min(h, wd) >= _PHASE_MIN_SIZE
         method = "phases" if big and jax.default_backend() == "cpu" else "direct"
     if method == "direct":
-        return jax.lax.conv_general_dilated(
-            upsample_nearest2x(x),
-            w,
-            (1, 1),
-            ((1, 1), (1, 1)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        return _conv_nhwc(upsample_nearest2x(x), w, (1, 1), ((1, 1), (1, 1)))
     if method != "phases":
         raise ValueError(f"method must be 'auto', 'direct' or 'phases', got {method!r}")
     co = w.shape[-1]
@@ -222,34 +239,13 @@ _MATMUL_GRAD_MIN_KERNEL = 2**20
 shapes demo's small discriminator got slower and compiled 6 s longer with every small map included."""
 
 
-def _conv_fwd_raw(x, w, strides, padding):
-    return jax.lax.conv_general_dilated(
-        x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-
-
-def _tap_indices(kernel_hw, strides, out_hw) -> list[tuple[slice, slice, slice]]:
-    """Per kernel tap (row-major), the index of the padded-input pixels it multiplies."""
-    (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
-    return [
-        (slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
-        for i in range(kh)
-        for j in range(kw)
-    ]
-
-
-def _im2col(xp: Array, kernel_hw, strides, out_hw) -> Array:
-    """(B, H, W, C) padded input -> (B, Ho, Wo, kh·kw·C) patches, ordered (tap row, tap col, c)."""
-    return jnp.concatenate([xp[idx] for idx in _tap_indices(kernel_hw, strides, out_hw)], axis=-1)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv_matmul_grad(x: Array, w: Array, strides, padding) -> Array:
-    return _conv_fwd_raw(x, w, strides, padding)
+    return _conv_nhwc(x, w, strides, padding)
 
 
 def _conv_matmul_grad_fwd(x, w, strides, padding):
-    return _conv_fwd_raw(x, w, strides, padding), (x, w)
+    return _conv_nhwc(x, w, strides, padding), (x, w)
 
 
 def _conv_matmul_grad_bwd(strides, padding, res, dz):
@@ -288,7 +284,8 @@ def conv2d(
     convolutions ran at a fraction of its forward speed (input gradient 5x the forward) and this
     was 1.5-2.4x faster forward + backward on 2 cores; on large maps XLA's own gradient wins and
     the patches would cost memory. ``"auto"`` = ``"matmul"`` on CPU when the output has at most 64
-    pixels (8×8) and the kernel at least 2^20 elements, else ``"xla"``. Same values; the gradients differ by float32 summation order.
+    pixels (8×8) and the kernel at least 2^20 elements, else ``"xla"``. Same values; the gradients
+    differ by float32 summation order.
 
     Args:
         x: (B, H, W, Ci).
@@ -308,7 +305,7 @@ def conv2d(
         small = ho * wo <= _MATMUL_GRAD_MAX_OUT and w.size >= _MATMUL_GRAD_MIN_KERNEL
         grad = "matmul" if small and jax.default_backend() == "cpu" else "xla"
     if grad == "xla":
-        return _conv_fwd_raw(x, w, strides, padding)
+        return _conv_nhwc(x, w, strides, padding)
     if grad != "matmul":
         raise ValueError(f"grad must be 'auto', 'xla' or 'matmul', got {grad!r}")
     return _conv_matmul_grad(x, w, strides, padding)
