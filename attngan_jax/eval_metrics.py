@@ -72,6 +72,7 @@ def _loader(data_path: str, model_cfg, batch_size: int, seed: int, repeat: bool)
         drop_remainder=False,
         shard_index=0,
         shard_count=1,
+        read_threads=model_cfg.data.get("read_threads", 16),  # as training reads this dataset
     )
 
 

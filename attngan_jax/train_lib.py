@@ -96,10 +96,12 @@ def _loader_state_from_json(state: Any) -> Any:
 
 
 class _AotStep:
-    """A jitted step compiled ahead of time at its first call, then freed compiler memory released.
+    """A jitted step compiled ahead of time, then the compiler's freed memory released.
 
-    Calls the compiled executable; if a later call's arguments do not match the ones it was
-    compiled for (shapes, dtypes or shardings), falls back to the jitted function, which compiles
+    ``compile`` takes the arguments' shapes (``jax.ShapeDtypeStruct`` with shardings, or arrays),
+    so the step can be built before its state exists; otherwise the first call compiles. Calls
+    the compiled executable; if a call's arguments do not match the ones it was compiled for
+    (shapes, dtypes or shardings), warns and falls back to the jitted function, which compiles
     what it needs.
     """
 
@@ -107,15 +109,19 @@ class _AotStep:
         self._jitted = jitted
         self._compiled = None
 
+    def compile(self, *args) -> None:
+        """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``s)."""
+        self._compiled = self._jitted.lower(*args).compile()
+        release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
+
     def __call__(self, *args):
         if self._compiled is None:
-            self._compiled = self._jitted.lower(*args).compile()
-            release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
+            self.compile(*args)
         if self._compiled is not False:
             try:
                 return self._compiled(*args)
             except (TypeError, ValueError) as e:
-                log.info("step inputs differ from the compiled ones (%s); using jit", e)
+                log.warning("step inputs differ from the compiled ones (%s); compiling again", e)
                 self._compiled = False
         return self._jitted(*args)
 
@@ -170,15 +176,22 @@ def run_loop(
         save_interval_steps=config.checkpoint_every,
     )
     it = iter(loader)
+    train_step = _AotStep(jax.jit(step_fn, donate_argnums=(0,)))
+    first = None  # the fresh iterator's first batch, until a restored loader position replaces it
+    if (ckpt.latest_step() or 0) < total_steps:
+        # Compile from the abstract state before any state exists: XLA's working memory (~1 GB
+        # for the birds64 step on CPU) then peaks on a small heap, not on top of the state.
+        first = sharding.to_global(next(it), mesh)
+        train_step.compile(target, first)
     start = 0
     if ckpt.latest_step() is not None:
         state, extra, start = ckpt.restore(target)
         if extra.get("data") is not None:
             it.set_state(_loader_state_from_json(extra["data"]))
+            first = None
         log.info("%s: resumed from step %d in %s", name, start, workdir)
     else:
         state = jax.jit(init_fn, out_shardings=repl)()
-    train_step = _AotStep(jax.jit(step_fn, donate_argnums=(0,)))
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     flag = install_preemption_handler()
     host_metrics: dict[str, float] = {}
@@ -188,7 +201,8 @@ def run_loop(
         for step in range(start, total_steps):
             if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
                 state = on_epoch(step // steps_per_epoch, state)
-            batch = sharding.to_global(next(it), mesh)
+            batch = first if first is not None else sharding.to_global(next(it), mesh)
+            first = None
             state, metrics = train_step(state, batch)
             host_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             check_finite(host_metrics, step + 1)

@@ -35,7 +35,8 @@ from attngan_jax.data import shapes  # noqa: E402
 def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray], float, float]:
     """Metrics per step ``{name: (steps,)}``, compile seconds and median step seconds."""
     config = ts.make_config("shapes", dtype)
-    _, _, (state, _) = ts.build("shapes", config, batch)
+    _, _, make_args = ts.build("shapes", config, batch)
+    state, _ = make_args()
     step = jax.jit(gan_train.make_train_step(config, shapes.IXTOWORD), donate_argnums=(0,))
     batches = [ts.make_batch(config, batch, seed=i) for i in range(steps)]
     t = time.perf_counter()

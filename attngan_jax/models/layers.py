@@ -433,12 +433,8 @@ def max_pool(
 
 def _window_slices(x: Array, window, strides, out_hw):
     """Yields ``((i, j), x[:, i::s_h, j::s_w][:, :H_out, :W_out])`` for every window offset."""
-    (kh, kw), (sh, sw), (ho, wo) = window, strides, out_hw
-    b, _, _, c = x.shape
-    for i in range(kh):
-        for j in range(kw):
-            end = (b, i + sh * (ho - 1) + 1, j + sw * (wo - 1) + 1, c)
-            yield (i, j), jax.lax.slice(x, (0, i, j, 0), end, (1, sh, sw, 1))
+    for t, idx in enumerate(_tap_indices(window, strides, out_hw)):
+        yield divmod(t, window[1]), x[idx]  # strided slices (lax.slice), no gather
 
 
 def _pool_out_hw(x: Array, window, strides) -> tuple[int, int]:
