@@ -78,6 +78,9 @@ def base_config() -> mlc.ConfigDict:
     c.damsm.gamma2 = 5.0
     c.damsm.gamma3 = 10.0
     c.damsm.inception_bn_train = True  # the original runs the frozen Inception's BN in train mode
+    # torchvision's ImageNet inception_v3_google-*.pth (or an .npz of its keys) for the frozen
+    # trunk, as the original; "random" = a random frozen trunk (smoke tests). Small trunk: unused.
+    c.damsm.inception_weights = ""
     c.damsm.dropout = 0.5
     c.damsm.class_masking = True  # same-class pairs are not negatives (reference §8.2)
     c.damsm.mirror_negatives = False  # mirrored image + swapped position words as negatives

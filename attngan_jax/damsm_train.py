@@ -24,6 +24,8 @@ Choices (each matching the original unless said):
 
 from __future__ import annotations
 
+import os
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,8 @@ import numpy as np
 import optax
 
 from attngan_jax import losses
+from attngan_jax.convert.inception import convert_inception_trunk
+from attngan_jax.convert.torch_io import load_state_dict
 from attngan_jax.models.image_encoder import CNNEncoder, trainable_mask
 from attngan_jax.models.text_encoder import RNNEncoder
 from attngan_jax.types import Batch, PRNGKey, PyTree
@@ -122,12 +126,72 @@ def init_variables(config, rng: PRNGKey, image_size: int) -> tuple[PyTree, PyTre
     return {"text": tv["params"], "image": iv["params"]}, iv.get("batch_stats", {})
 
 
+def inception_weights_path(config) -> str | None:
+    """The file the frozen Inception trunk starts from, or None (small or random trunk).
+
+    Raises:
+        ValueError: the Inception trunk is configured but ``damsm.inception_weights`` is unset.
+        FileNotFoundError: the configured file does not exist.
+    """
+    path = config.damsm.get("inception_weights", "")
+    if config.model.image_trunk != "inception" or path == "random":
+        return None
+    if not path:
+        raise ValueError(
+            "DAMSM pretraining with the Inception-v3 trunk needs its ImageNet weights (the "
+            "original loads torchvision's inception_v3_google-1a9a5a14.pth and freezes it): set "
+            "--config.damsm.inception_weights=PATH to torchvision's inception_v3_google-*.pth "
+            "(reading .pth needs `pip install torch`; an .npz with the same keys needs nothing), "
+            "or --config.damsm.inception_weights=random for a random frozen trunk (smoke tests only)"
+        )
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"damsm.inception_weights: no file at {path} (torchvision's inception_v3_google-*.pth "
+            "or an .npz with its keys)"
+        )
+    return path
+
+
+def load_inception_trunk(config, image_size: int) -> PyTree:
+    """Reads and checks the trunk weights named by :func:`inception_weights_path`.
+
+    Returns:
+        ``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` (numpy), the
+        ``trunk`` argument of :func:`init_state`.
+    """
+    path = inception_weights_path(config)
+    if path is None:
+        raise ValueError("load_inception_trunk: no trunk weights are configured")
+    params, stats = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
+    expected = {
+        "params": {"inception": params["image"]["inception"]},
+        "batch_stats": {"inception": stats["inception"]},
+    }
+    return convert_inception_trunk(load_state_dict(path), expected, source=path)
+
+
 def init_state(
-    config, rng: PRNGKey, image_size: int, tx: optax.GradientTransformation
+    config,
+    rng: PRNGKey,
+    image_size: int,
+    tx: optax.GradientTransformation,
+    trunk: PyTree | None = None,
 ) -> DAMSMState:
-    """Random initial state (use ``jax.eval_shape`` on this for abstract targets)."""
+    """Initial state (use ``jax.eval_shape`` on this for abstract targets).
+
+    Args:
+        config: the experiment config.
+        rng: key of the random initialisation.
+        image_size: the image encoder's input size.
+        tx: the optimizer (:func:`optimizer_for`).
+        trunk: pretrained Inception trunk (:func:`load_inception_trunk`) replacing the random one;
+            under ``jax.jit`` the random trunk is then dead code. None keeps every weight random.
+    """
     k_vars, k_state = jax.random.split(rng)
     params, batch_stats = init_variables(config, k_vars, image_size)
+    if trunk is not None:
+        params = {**params, "image": {**params["image"], **trunk["params"]}}
+        batch_stats = {**batch_stats, **trunk["batch_stats"]}
     return DAMSMState(
         step=jnp.zeros((), jnp.int32),
         params=params,

@@ -132,7 +132,7 @@ def run_loop(
     workdir: str,
     config: mlc.ConfigDict,
     mesh,
-    init_fn: Callable[[], Any],
+    init_fn: Callable[..., Any],
     step_fn: Callable,
     loader,
     total_steps: int,
@@ -140,6 +140,7 @@ def run_loop(
     on_epoch: Callable[[int, Any], Any] | None = None,
     steps_per_epoch: int = 0,
     batch_size: int = 1,
+    init_args: Callable[[], tuple] = tuple,
 ) -> tuple[Any, dict[str, float]]:
     """Runs ``state, metrics = step_fn(state, batch)`` from the last checkpoint to ``total_steps``.
 
@@ -148,8 +149,8 @@ def run_loop(
         workdir: the phase's directory (``checkpoints/``, ``tensorboard/``).
         config: the experiment config.
         mesh: device mesh.
-        init_fn: ``() -> state`` (jitted with replicated outputs; never materialised on one device
-            first).
+        init_fn: ``(*init_args()) -> state`` (jitted with replicated outputs; never materialised on
+            one device first).
         step_fn: the pure step.
         loader: the grain loader of the training split.
         total_steps: where to stop.
@@ -157,6 +158,10 @@ def run_loop(
         on_epoch: ``state = on_epoch(epoch, state)`` at epoch boundaries (e.g. optimizer reset).
         steps_per_epoch: for ``on_epoch``.
         batch_size: global batch size (examples/s).
+        init_args: ``() -> arguments of init_fn``: weights read from files (pretrained trunk,
+            frozen encoders), passed as donated arguments rather than closed over, which would
+            embed them in the compiled initialiser as constants. Called once for the abstract
+            state and once more when no checkpoint is restored; nothing holds the result after.
 
     Returns:
         ``(final state, last host metrics)``.
@@ -166,7 +171,7 @@ def run_loop(
         attngan_jax.observe.NonFiniteLossError: a loss became NaN/inf.
     """
     repl = sharding.replicated(mesh)
-    abstract = jax.eval_shape(init_fn)
+    abstract = jax.eval_shape(lambda: init_fn(*init_args()))
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
     )
@@ -191,7 +196,11 @@ def run_loop(
             first = None
         log.info("%s: resumed from step %d in %s", name, start, workdir)
     else:
-        state = jax.jit(init_fn, out_shardings=repl)()
+        args = init_args()
+        donate = tuple(range(len(args)))
+        state = jax.jit(init_fn, out_shardings=repl, donate_argnums=donate)(*args)
+        del args
+    release_freed_host_memory()  # what the initialiser's compile or the restore freed
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     flag = install_preemption_handler()
     host_metrics: dict[str, float] = {}
@@ -265,7 +274,10 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     size = max(config.data.image_sizes)
     rng = jax.random.key(config.seed)
     tx = damsm_train.optimizer_for(config, size)
-    init_fn = lambda: damsm_train.init_state(config, rng, size, tx)  # noqa: E731
+    init_fn = lambda trunk=None: damsm_train.init_state(config, rng, size, tx, trunk)  # noqa: E731
+    init_args = tuple  # a random trunk ("random") or the small trunk
+    if damsm_train.inception_weights_path(config) is not None:
+        init_args = lambda: (damsm_train.load_inception_trunk(config, size),)  # noqa: E731
     tables = None
     if config.damsm.mirror_negatives:
         tables = damsm_train.swap_tables(load_vocabulary(data_path).ixtoword)
@@ -289,6 +301,7 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
         on_epoch=reset_opt,
         steps_per_epoch=spe,
         batch_size=d.batch_size,
+        init_args=init_args,
     )
     ev = evaluate_damsm(config, state, data_path, mesh)
     encoders = {
@@ -342,11 +355,11 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
             "AttnGAN training needs pretrained DAMSM encoders: set --config.gan.damsm_checkpoint "
             "to the workdir of a DAMSM run or to a converted original release"
         )
-    encoders = load_encoders(config, damsm_dir)
+    load_encoders(config, damsm_dir)  # a mismatch fails here, before any compile
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, g, n_train)
     rng = jax.random.key(config.seed + 1)
-    init_fn = lambda: gan_train.init_state(config, rng, encoders)  # noqa: E731
+    init_fn = lambda enc: gan_train.init_state(config, rng, enc)  # noqa: E731
     vocab = load_vocabulary(data_path)
     step_fn = gan_train.make_train_step(config, vocab.ixtoword)
     loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
@@ -362,6 +375,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         total_steps=total,
         hooks=hooks,
         batch_size=g.batch_size,
+        init_args=lambda: (load_encoders(config, damsm_dir),),
     )
     if total % config.sample_every:  # the final grid, when the last step did not draw one
         hooks[0](total, state, last, force=True)
@@ -403,6 +417,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     Returns:
         The summary dict.
     """
+    if config.phase in ("damsm", "demo"):
+        damsm_train.inception_weights_path(config)  # a missing weights file fails before data prep
     sharding.maybe_initialize_distributed()
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh()

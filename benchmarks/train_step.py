@@ -76,10 +76,48 @@ def make_batch(config, batch: int, seed: int = 0) -> dict:
     return {k: jnp.asarray(v) for k, v in out.items()}
 
 
+def random_like(shapes, seed: int = 0):
+    """Numpy values for a tree of shapes: He-scaled normal weights, unit BN scale/var, zero rest.
+
+    Stands in for weights that a real run reads from a file (the DAMSM encoders of a GAN run, the
+    ImageNet trunk of a DAMSM run): building them with the modules' jitted initialisers would add
+    a ~25 s compile and its ~0.5 GB working memory that training never has.
+    """
+    rng = np.random.default_rng(seed)
+
+    def leaf(path, x):
+        name = str(getattr(path[-1], "key", path[-1]))
+        if name in ("scale", "var"):
+            return np.ones(x.shape, x.dtype)
+        if len(x.shape) < 2:
+            return np.zeros(x.shape, x.dtype)
+        std = np.sqrt(2.0 / np.prod(x.shape[:-1]))
+        return (std * rng.standard_normal(x.shape)).astype(x.dtype)
+
+    return jax.tree_util.tree_map_with_path(leaf, shapes)
+
+
 def encoders_for(config, image_size: int):
     """Random frozen DAMSM encoders ``{"text": {"params"}, "image": {"params", "batch_stats"}}``."""
-    p, bs = jax.jit(lambda k: damsm_train.init_variables(config, k, image_size))(jax.random.key(1))
+    p, bs = random_like(
+        jax.eval_shape(
+            lambda k: damsm_train.init_variables(config, k, image_size), jax.random.key(1)
+        )
+    )
     return {"text": {"params": p["text"]}, "image": {"params": p["image"], "batch_stats": bs}}
+
+
+def inception_trunk_for(config, image_size: int):
+    """A random stand-in for :func:`damsm_train.load_inception_trunk` (same tree and shapes)."""
+    p, bs = jax.eval_shape(
+        lambda k: damsm_train.init_variables(config, k, image_size), jax.random.key(1)
+    )
+    return random_like(
+        {
+            "params": {"inception": p["image"]["inception"]},
+            "batch_stats": {"inception": bs["inception"]},
+        }
+    )
 
 
 def build(preset: str, config, batch: int):
@@ -91,9 +129,10 @@ def build(preset: str, config, batch: int):
     if kind == "damsm":
         tx = damsm_train.optimizer_for(config, 299)
 
-        def damsm_args():
-            init = lambda k: damsm_train.init_state(config, k, 299, tx)  # noqa: E731
-            return jax.jit(init)(jax.random.key(0)), make_batch(config, batch)
+        def damsm_args():  # the frozen trunk comes from a file, as in train_lib.run_damsm
+            init = lambda k, t: damsm_train.init_state(config, k, 299, tx, t)  # noqa: E731
+            trunk = inception_trunk_for(config, 299)
+            return jax.jit(init)(jax.random.key(0), trunk), make_batch(config, batch)
 
         return damsm_train.make_train_step(config, tx, steps_per_epoch=100), (0,), damsm_args
     if kind == "sample":
@@ -165,6 +204,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     t2 = time.perf_counter()
     release_freed_host_memory()
     args = make_args()
+    release_freed_host_memory()  # as train_lib.run_loop after initialising the state
     flops, nbytes = cost(compiled)
     stateful = bool(donate)
 

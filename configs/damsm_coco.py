@@ -2,7 +2,8 @@ r"""DAMSM pretraining on coco (the original's `code/cfg` values).
 
 Run::
 
-    python train.py --config=configs/damsm_coco.py --workdir=runs/damsm_coco
+    python train.py --config=configs/damsm_coco.py --workdir=runs/damsm_coco \
+        --config.damsm.inception_weights=inception_v3_google-0cc3c7bd.pth
 
 Tiny variant for tests: `--config=configs/damsm_coco.py:tiny`.
 """

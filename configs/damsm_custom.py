@@ -2,7 +2,8 @@ r"""DAMSM pretraining on custom (the original's `code/cfg` values).
 
 Run::
 
-    python train.py --config=configs/damsm_custom.py --workdir=runs/damsm_custom
+    python train.py --config=configs/damsm_custom.py --workdir=runs/damsm_custom \
+        --config.damsm.inception_weights=inception_v3_google-0cc3c7bd.pth
 
 Tiny variant for tests: `--config=configs/damsm_custom.py:tiny`.
 """

@@ -192,6 +192,31 @@ def convert_torchvision_inception(
     return w.finish(ignore=lambda k: k.startswith("AuxLogits."))
 
 
+def convert_inception_trunk(
+    state_dict: Mapping[str, Any], expected: Mapping | None = None, source: str = "<inception_v3>"
+) -> dict:
+    """Converts the 94 trunk units of a torchvision ``inception_v3`` state dict, nothing else.
+
+    The DAMSM image encoder's frozen trunk starts from torchvision's ImageNet weights
+    (``inception_v3_google-*.pth``, reference §4); ``fc.*`` and ``AuxLogits.*`` are ignored.
+
+    Args:
+        state_dict: torch key -> tensor/array.
+        expected: ``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` shapes
+            (e.g. from ``jax.eval_shape``) to check every tensor; None skips the check.
+        source: name for error messages (usually the file path).
+
+    Returns:
+        ``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` (numpy leaves).
+
+    Raises:
+        ConversionError: missing, unused or mis-shaped tensors (naming the key and both shapes).
+    """
+    w = _Writer(StateDictReader(state_dict, source), expected)
+    w.trunk()
+    return w.finish(ignore=lambda k: k.startswith(("AuxLogits.", "fc.")))
+
+
 def convert_fid_inception(
     state_dict: Mapping[str, Any], module_or_expected: Any = None, source: str = "<fid_inception>"
 ) -> dict:

@@ -1,0 +1,101 @@
+"""DAMSM pretraining's frozen Inception trunk starts from torchvision's ImageNet weights."""
+
+import jax
+import numpy as np
+import pytest
+
+from attngan_jax import config_lib, damsm_train, train_lib
+from attngan_jax.convert.common import ConversionError
+from attngan_jax.parity import load_case, split_arrays
+
+
+@pytest.fixture(scope="module")
+def torchvision_npz(parity_dir, tmp_path_factory):
+    """The f_inception fixture's torchvision-keyed weights (with fc and AuxLogits) as an .npz."""
+    _, arrays = load_case(parity_dir, "f_inception")
+    weights = split_arrays(arrays)[0]
+    path = tmp_path_factory.mktemp("weights") / "inception_v3_google.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in weights.items()})
+    return str(path), weights
+
+
+def damsm_config(weights=""):
+    c = config_lib.birds("damsm", "full")
+    c.model.vocab_size = 40
+    c.damsm.inception_weights = weights
+    return c
+
+
+def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
+    path, weights = torchvision_npz
+    config = damsm_config(path)
+    tx = damsm_train.optimizer_for(config, 299)
+    trunk = damsm_train.load_inception_trunk(config, 299)
+    inception = trunk["params"]["inception"]
+    np.testing.assert_array_equal(  # torch (O, I, kh, kw) -> Flax (kh, kw, I, O)
+        inception["Mixed_7c"]["branch3x3dbl_3b"]["conv"]["kernel"],
+        weights["Mixed_7c.branch3x3dbl_3b.conv.weight"].transpose(2, 3, 1, 0),
+    )
+    np.testing.assert_array_equal(
+        inception["Conv2d_1a_3x3"]["bn"]["scale"], weights["Conv2d_1a_3x3.bn.weight"]
+    )
+    np.testing.assert_array_equal(
+        trunk["batch_stats"]["inception"]["Mixed_6e"]["branch_pool"]["bn"]["var"],
+        weights["Mixed_6e.branch_pool.bn.running_var"],
+    )
+    # The state built on it has the random state's tree and shapes (the abstract target of
+    # compiling and restoring); the values are checked end to end below.
+    shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
+    random = jax.eval_shape(lambda: damsm_train.init_state(config, jax.random.key(0), 299, tx))
+    loaded = jax.eval_shape(
+        lambda t: damsm_train.init_state(config, jax.random.key(0), 299, tx, t), trunk
+    )
+    assert jax.tree_util.tree_structure(random) == jax.tree_util.tree_structure(loaded)
+    assert shapes(random) == shapes(loaded)
+
+
+def test_weights_setting_is_checked_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--config.damsm.inception_weights=PATH"):
+        damsm_train.inception_weights_path(damsm_config(""))
+    missing = str(tmp_path / "nope.pth")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        damsm_train.inception_weights_path(damsm_config(missing))
+    assert damsm_train.inception_weights_path(damsm_config("random")) is None
+    small = damsm_config("")
+    small.model.image_trunk = "small"
+    assert damsm_train.inception_weights_path(small) is None
+    # train_and_evaluate refuses before preparing data (manual_dir does not exist).
+    config = damsm_config("")
+    config.data.data_dir = str(tmp_path / "data")
+    config.data.manual_dir = str(tmp_path / "no_birds_here")
+    with pytest.raises(ValueError, match="inception_weights"):
+        train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+    assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+def test_wrong_weights_file_names_the_keys(parity_dir, tmp_path):
+    _, arrays = load_case(parity_dir, "b_cnn_encoder")  # the original's CNN_ENCODER: has heads
+    path = tmp_path / "image_encoder.npz"
+    np.savez(path, **{k: np.asarray(v) for k, v in split_arrays(arrays)[0].items()})
+    with pytest.raises(ConversionError, match="emb_features"):
+        damsm_train.load_inception_trunk(damsm_config(str(path)), 299)
+
+
+def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
+    """train.py's DAMSM phase: the trunk read from the file, still equal to it after training."""
+    path, weights = torchvision_npz
+    config = config_lib.shapes("damsm", "tiny")
+    config.data.data_dir = str(tmp_path / "data")
+    config.model.image_trunk = "inception"
+    config.damsm.inception_weights = path
+    config.damsm.batch_size = 2
+    config.damsm.num_steps = 1
+    config.checkpoint_every = 1
+    summary = train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+    assert summary["final_step"] == 1
+    exported = train_lib.load_encoders(config, str(tmp_path / "run"))["image"]
+    np.testing.assert_array_equal(
+        exported["params"]["inception"]["Mixed_5b"]["branch5x5_2"]["conv"]["kernel"],
+        weights["Mixed_5b.branch5x5_2.conv.weight"].transpose(2, 3, 1, 0),
+    )
+    assert "emb_cnn_code" in exported["params"]
