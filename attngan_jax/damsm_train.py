@@ -152,21 +152,26 @@ def inception_weights_path(config) -> str | None:
     return path
 
 
+def trunk_shapes(config, image_size: int) -> PyTree:
+    """``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` shapes of the trunk."""
+    params, stats = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
+    return {
+        "params": {"inception": params["image"]["inception"]},
+        "batch_stats": {"inception": stats["inception"]},
+    }
+
+
 def load_inception_trunk(config, image_size: int) -> PyTree:
     """Reads and checks the trunk weights named by :func:`inception_weights_path`.
 
     Returns:
-        ``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` (numpy), the
-        ``trunk`` argument of :func:`init_state`.
+        The :func:`trunk_shapes` tree with numpy values, the ``trunk`` argument of
+        :func:`init_state`.
     """
     path = inception_weights_path(config)
     if path is None:
         raise ValueError("load_inception_trunk: no trunk weights are configured")
-    params, stats = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
-    expected = {
-        "params": {"inception": params["image"]["inception"]},
-        "batch_stats": {"inception": stats["inception"]},
-    }
+    expected = trunk_shapes(config, image_size)
     return convert_inception_trunk(load_state_dict(path), expected, source=path)
 
 

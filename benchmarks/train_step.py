@@ -80,7 +80,7 @@ def random_like(shapes, seed: int = 0):
     """Numpy values for a tree of shapes: He-scaled normal weights, unit BN scale/var, zero rest.
 
     Stands in for weights that a real run reads from a file (the DAMSM encoders of a GAN run, the
-    ImageNet trunk of a DAMSM run): building them with the modules' jitted initialisers would add
+    ImageNet trunk of a DAMSM run: :func:`damsm_train.load_inception_trunk`): building them with the modules' jitted initialisers would add
     a ~25 s compile and its ~0.5 GB working memory that training never has.
     """
     rng = np.random.default_rng(seed)
@@ -107,19 +107,6 @@ def encoders_for(config, image_size: int):
     return {"text": {"params": p["text"]}, "image": {"params": p["image"], "batch_stats": bs}}
 
 
-def inception_trunk_for(config, image_size: int):
-    """A random stand-in for :func:`damsm_train.load_inception_trunk` (same tree and shapes)."""
-    p, bs = jax.eval_shape(
-        lambda k: damsm_train.init_variables(config, k, image_size), jax.random.key(1)
-    )
-    return random_like(
-        {
-            "params": {"inception": p["image"]["inception"]},
-            "batch_stats": {"inception": bs["inception"]},
-        }
-    )
-
-
 def build(preset: str, config, batch: int):
     """(function to jit, donate_argnums, ``make_args``) of a preset.
 
@@ -131,8 +118,9 @@ def build(preset: str, config, batch: int):
 
         def damsm_args():  # the frozen trunk comes from a file, as in train_lib.run_damsm
             init = lambda k, t: damsm_train.init_state(config, k, 299, tx, t)  # noqa: E731
-            trunk = inception_trunk_for(config, 299)
-            return jax.jit(init)(jax.random.key(0), trunk), make_batch(config, batch)
+            trunk = random_like(damsm_train.trunk_shapes(config, 299))
+            state = jax.jit(init, donate_argnums=1)(jax.random.key(0), trunk)
+            return state, make_batch(config, batch)
 
         return damsm_train.make_train_step(config, tx, steps_per_epoch=100), (0,), damsm_args
     if kind == "sample":
