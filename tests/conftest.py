@@ -18,3 +18,14 @@ def parity_dir() -> str:
     if not os.path.isdir(d):
         pytest.fail(f"parity fixture directory not found: {d} (set ATTNGAN_PARITY_DIR)")
     return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_compilation_cache(tmp_path_factory):
+    """A fresh persistent compilation cache for the session: tests that build the same step again
+    (resume, preemption, repeated runs) read it instead of compiling again."""
+    from attngan_jax import compilation_cache
+
+    path = compilation_cache.enable(str(tmp_path_factory.mktemp("jax_cache")), 1.0)
+    yield path
+    compilation_cache.disable()

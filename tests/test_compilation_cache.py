@@ -55,6 +55,8 @@ def test_second_process_hits_the_cache(tmp_path):
 
 
 def test_enable_sets_config_and_env_override(tmp_path, monkeypatch):
+    session_dir = jax.config.jax_compilation_cache_dir  # conftest's session cache
+    session_min = jax.config.jax_persistent_cache_min_compile_time_secs
     try:
         d = compilation_cache.enable(str(tmp_path / "c"))
         assert d == str(tmp_path / "c") and os.path.isdir(d)
@@ -71,4 +73,6 @@ def test_enable_sets_config_and_env_override(tmp_path, monkeypatch):
         assert compilation_cache.default_dir().endswith(os.path.join("attngan_jax", "jax_cache"))
     finally:
         compilation_cache.disable()
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+        if session_dir:
+            compilation_cache.enable(session_dir, session_min)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", session_min)
