@@ -51,10 +51,10 @@ def run_damsm_losses(case: dict, arrays: dict, case_dir: str) -> list[Check]:
         s0, s1 = L.sent_loss(c, s, cls, g3)
         return w0 + w1 + s0 + s1, (w0, w1, s0, s1, att)
 
-    grads, (w0, w1, s0, s1, att) = jax.grad(total, argnums=(0, 1, 2, 3), has_aux=True)(
-        feats, words, cnn_code, sent, class_ids
-    )
-    _, (nw0, nw1, ns0, ns1, _) = total(feats, words, cnn_code, sent, None)
+    grad_fn = jax.jit(jax.grad(total, argnums=(0, 1, 2, 3), has_aux=True))
+    grads, (w0, w1, s0, s1, att) = grad_fn(feats, words, cnn_code, sent, class_ids)
+    no_classes = jax.jit(lambda f, w, c, s: total(f, w, c, s, None))
+    _, (nw0, nw1, ns0, ns1, _) = no_classes(feats, words, cnn_code, sent)
     ours = {
         "w_loss0": w0,
         "w_loss1": w1,
@@ -109,22 +109,29 @@ def run_gan_losses(case: dict, arrays: dict, case_dir: str) -> list[Check]:
         v = convert_discriminator(weights, d, source=case.get("file", "gan_losses"), prefix=prefix)
         real = jnp.asarray(nhwc(inputs[f"real_imgs_{size}"]), jnp.float32)
         fake = jnp.asarray(nhwc(inputs[f"fake_imgs_{size}"]), jnp.float32)
-        err, _, lg = L.discriminator_loss(
-            d.apply, v["params"], v["batch_stats"], real, fake, sent, uncond, train=True
+        d_loss = jax.jit(
+            lambda p, b, r, f, s, d=d, u=uncond: L.discriminator_loss(
+                d.apply, p, b, r, f, s, u, train=True
+            )
         )
+        g_loss = jax.jit(
+            lambda p, b, f, s, d=d, u=uncond: L.generator_adversarial_loss(
+                d.apply, p, b, f, s, u, train=True
+            )
+        )
+        err, _, lg = d_loss(v["params"], v["batch_stats"], real, fake, sent)
         ours[f"errD_{i}"] = err
         for k, val in lg.items():
             ours[f"d{i}_{k}"] = jax.nn.sigmoid(val)
-        g, _, _ = L.generator_adversarial_loss(
-            d.apply, v["params"], v["batch_stats"], fake, sent, uncond, train=True
-        )
+        g, _, _ = g_loss(v["params"], v["batch_stats"], fake, sent)
         g_adv = g_adv + g
 
     enc = CNNEncoder(nef=nef, trunk="inception", align_corners=False)
     path = os.path.join(case_dir, cfg["image_encoder_weights"])
     enc_vars = convert_image_encoder(load_state_dict(path), enc, source=path)
     last = jnp.asarray(nhwc(inputs[f"fake_imgs_{sizes[-1]}"]), jnp.float32)
-    region, code = enc.apply(enc_vars, last, False)  # (B, 17, 17, nef), (B, nef)
+    encode = jax.jit(lambda v, x: enc.apply(v, x, False))  # weights as arguments, not constants
+    region, code = encode(enc_vars, last)  # (B, 17, 17, nef), (B, nef)
     damsm, parts = L.damsm_loss(region, code, words, sent, cap_lens, class_ids, g1, g2, g3, lam)
     kl = L.kl_loss(jnp.asarray(inputs["mu"]), jnp.asarray(inputs["logvar"]))
     ours.update(
