@@ -355,7 +355,6 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
             "AttnGAN training needs pretrained DAMSM encoders: set --config.gan.damsm_checkpoint "
             "to the workdir of a DAMSM run or to a converted original release"
         )
-    load_encoders(config, damsm_dir)  # a mismatch fails here, before any compile
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, g, n_train)
     rng = jax.random.key(config.seed + 1)
@@ -375,6 +374,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         total_steps=total,
         hooks=hooks,
         batch_size=g.batch_size,
+        # read (and checked against this config) first for the abstract state, before any compile
         init_args=lambda: (load_encoders(config, damsm_dir),),
     )
     if total % config.sample_every:  # the final grid, when the last step did not draw one

@@ -80,8 +80,9 @@ def random_like(shapes, seed: int = 0):
     """Numpy values for a tree of shapes: He-scaled normal weights, unit BN scale/var, zero rest.
 
     Stands in for weights that a real run reads from a file (the DAMSM encoders of a GAN run, the
-    ImageNet trunk of a DAMSM run: :func:`damsm_train.load_inception_trunk`): building them with the modules' jitted initialisers would add
-    a ~25 s compile and its ~0.5 GB working memory that training never has.
+    ImageNet trunk of a DAMSM run: :func:`damsm_train.load_inception_trunk`): building them with
+    the modules' jitted initialisers would add a ~25 s compile and its ~0.5 GB working memory that
+    training never has.
     """
     rng = np.random.default_rng(seed)
 

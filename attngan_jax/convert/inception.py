@@ -240,6 +240,4 @@ def convert_fid_inception(
         if tv in renamed:
             raise ConversionError(f"{source}: '{k}' and another key both map to '{tv}'")
         renamed[tv] = v
-    w = _Writer(StateDictReader(renamed, source), _expected(module_or_expected, (1, 299, 299, 3)))
-    w.trunk()
-    return w.finish(ignore=lambda k: k.startswith(("AuxLogits.", "fc.")))
+    return convert_inception_trunk(renamed, _expected(module_or_expected, (1, 299, 299, 3)), source)
