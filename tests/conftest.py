@@ -6,10 +6,9 @@ import os
 # faster (the suite is mostly compiles of tiny models), and the values agree with -O2 within every
 # tolerance here. ATTNGAN_TEST_FULL_OPT=1 runs the suite at XLA's default optimisation level.
 # Set before JAX starts its backend; subprocesses started by tests inherit it through XLA_FLAGS.
-if not os.environ.get("ATTNGAN_TEST_FULL_OPT"):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+_flags = os.environ.get("XLA_FLAGS", "")
+if not os.environ.get("ATTNGAN_TEST_FULL_OPT") and "xla_backend_optimization_level" not in _flags:
+    os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0").strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
