@@ -37,15 +37,18 @@ def _accelerator_present() -> bool:
     return any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/accel0", "/dev/kfd"))
 
 
+def add_missing(flags: str, extra) -> str:
+    """``flags`` with each ``--name=value`` of ``extra`` appended unless ``flags`` names it."""
+    for flag in extra:
+        if flag.split("=")[0].lstrip("-") not in flags:
+            flags = (flags + " " + flag).strip()
+    return flags
+
+
 def apply() -> None:
     """Adds the CPU flags to ``XLA_FLAGS`` unless already set there or disabled."""
     if os.environ.get("ATTNGAN_KEEP_XLA_FLAGS") or _accelerator_present():
         return
     if not _jaxlib_knows_flags():
         return
-    flags = os.environ.get("XLA_FLAGS", "")
-    for flag in CPU_FLAGS:
-        name = flag.split("=")[0].lstrip("-")
-        if name not in flags:
-            flags = (flags + " " + flag).strip()
-    os.environ["XLA_FLAGS"] = flags
+    os.environ["XLA_FLAGS"] = add_missing(os.environ.get("XLA_FLAGS", ""), CPU_FLAGS)

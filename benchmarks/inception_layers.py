@@ -11,7 +11,7 @@ eval-mode BatchNorm as in the GAN step) forward, and forward + gradient w.r.t. t
 forward, and gradient w.r.t. its input. The sums show how much of the trunk's backward is
 convolution and how much is everything else (ReLU/BatchNorm masks, pool gradients, concatenation
 splits, kernel transposes); the per-layer rates (GFLOP/s) show how close each convolution runs to
-the CPU's matmul rate (printed for reference). Medians of ``--repeats`` calls.
+the CPU's matmul rate (best of 7 1,024² matmuls, printed for reference). Medians of ``--repeats`` calls.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
+from train_step import matmul_flops  # noqa: E402
 
 import attngan_jax  # noqa: E402,F401  (XLA:CPU flags before JAX starts)
 from attngan_jax.models import inception  # noqa: E402
@@ -124,8 +125,7 @@ def main(argv=None) -> dict:
         "trunk_fwd_ms": median_ms(fwd, variables, x, repeats=a.repeats),
         "trunk_fwd_dx_ms": median_ms(fwd_dx, variables, x, repeats=a.repeats),
     }
-    a_ = jnp.ones((1024, 1024), jnp.float32)
-    res["matmul_gflop_s"] = 2 * 1024**3 / median_ms(jax.jit(lambda a: a @ a), a_) / 1e6
+    res["matmul_gflop_s"] = matmul_flops() / 1e9
     print(
         f"trunk, batch {a.batch_size} at {a.size}: forward {res['trunk_fwd_ms']:.0f} ms, "
         f"forward + input gradient {res['trunk_fwd_dx_ms']:.0f} ms "

@@ -2,18 +2,19 @@
 
 import os
 
+import jax
+import pytest
+
+from attngan_jax import _xla_flags  # (importing attngan_jax sets its XLA:CPU flags)
+
 # Tests check what the code computes, not how fast: LLVM at -O0 builds XLA:CPU's kernels ~30 %
 # faster (the suite is mostly compiles of tiny models), and the values agree with -O2 within every
 # tolerance here. ATTNGAN_TEST_FULL_OPT=1 runs the suite at XLA's default optimisation level.
 # Set before JAX starts its backend; subprocesses started by tests inherit it through XLA_FLAGS.
-_flags = os.environ.get("XLA_FLAGS", "")
-if not os.environ.get("ATTNGAN_TEST_FULL_OPT") and "xla_backend_optimization_level" not in _flags:
-    os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0").strip()
-
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
-import attngan_jax  # noqa: E402, F401  (sets the XLA:CPU flag before JAX starts)
+if not os.environ.get("ATTNGAN_TEST_FULL_OPT"):
+    os.environ["XLA_FLAGS"] = _xla_flags.add_missing(
+        os.environ.get("XLA_FLAGS", ""), ["--xla_backend_optimization_level=0"]
+    )
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
