@@ -198,7 +198,11 @@ def run_loop(
     else:
         args = init_args()
         donate = tuple(range(len(args)))
-        state = jax.jit(init_fn, out_shardings=repl, donate_argnums=donate)(*args)
+        # Jitted through a fresh function: JAX's trace and executable caches are keyed on the
+        # function, and ``init_fn`` lives as long as this loop, so jitting it directly would keep
+        # the initialiser's trace and executable in memory through training (60-120 MB for the
+        # birds64 GAN, whose state is 0.28 GB).
+        state = jax.jit(lambda *a: init_fn(*a), out_shardings=repl, donate_argnums=donate)(*args)
         del args
     release_freed_host_memory()  # what the initialiser's compile or the restore freed
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))

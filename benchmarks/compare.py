@@ -3,13 +3,17 @@
 Usage::
 
     python benchmarks/compare.py --presets=birds64,birds128,damsm_birds --batch_size=4 \
-        [--rounds=3] [--steps=5] [--out=/tmp/attngan_bench]
+        [--rounds=3] [--steps=5] [--out=/tmp/attngan_bench] [--compilation_cache=DIR]
 
 Each round runs ``train_step.py`` then ``torch_reference.py`` for every preset, each in its own
 process (so peak RSS is per program), alternating the order between rounds so slow drifts in the
 machine's load hit both. Reports per preset the median over rounds of each process's median step
 time, the median CPU seconds per step, the speed-up ``torch / jax`` (wall and CPU), peak RSS and the
 load averages seen. Writes every run's JSON plus ``summary.json`` under ``--out``.
+
+``--compilation_cache=DIR`` runs the JAX side as a second run of ``train.py`` does: one untimed
+process per preset first fills JAX's persistent compilation cache in ``DIR``, then every timed
+process reads its step from there, so its peak RSS is the training step's, not XLA's compile.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_one(impl: str, preset: str, batch: int, steps: int, path: str) -> dict | None:
+def run_one(
+    impl: str, preset: str, batch: int, steps: int, path: str, cache: str | None = None
+) -> dict | None:
     """Runs one benchmark process; returns its JSON (None if it failed)."""
     script = "train_step.py" if impl == "jax" else "torch_reference.py"
     cmd = [
@@ -35,6 +41,8 @@ def run_one(impl: str, preset: str, batch: int, steps: int, path: str) -> dict |
         f"--steps={steps}",
         f"--json={path}",
     ]
+    if cache and impl == "jax":
+        cmd.append(f"--compilation_cache={cache}")
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         print(f"{impl} {preset} failed:\n{p.stderr[-2000:]}", file=sys.stderr)
@@ -64,16 +72,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--out", default="/tmp/attngan_bench")
+    ap.add_argument(
+        "--compilation_cache",
+        default=None,
+        help="time the JAX side with a warm persistent compilation cache in this directory",
+    )
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     presets = a.presets.split(",")
     results: dict = {p: {"jax": [], "torch": []} for p in presets}
+    if a.compilation_cache:
+        for p in presets:  # fills the cache; not timed
+            path = os.path.join(a.out, f"{p}_jax_fill_cache.json")
+            run_one("jax", p, a.batch_size, 1, path, a.compilation_cache)
     for r in range(a.rounds):
         for p in presets:
             order = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
             for impl in order:
                 path = os.path.join(a.out, f"{p}_{impl}_{r}.json")
-                res = run_one(impl, p, a.batch_size, a.steps, path)
+                res = run_one(impl, p, a.batch_size, a.steps, path, a.compilation_cache)
                 if res:
                     results[p][impl].append(res)
                     print(
@@ -96,6 +113,7 @@ def main(argv=None) -> dict:
             "speedup_wall": t["step_s"] / j["step_s"],
             "speedup_cpu": t["cpu_s"] / j["cpu_s"],
             "batch_size": a.batch_size,
+            "jax_compilation_cache": "warm" if a.compilation_cache else "none",
         }
         summary[p] = s
         print(
