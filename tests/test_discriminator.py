@@ -195,3 +195,42 @@ def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
         np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
     with pytest.raises(ValueError, match="matmul"):
         conv2d(x, w, (stride, stride), padding, "fft")
+
+
+@pytest.mark.parametrize(
+    "x_shape, k, stride, pad",
+    [
+        ((2, 8, 8, 6), 4, 2, 1),  # the discriminators' downsampling conv
+        ((2, 9, 7, 3), 4, 2, 1),  # odd sizes: the folded input gets a zero row/column
+        ((1, 12, 12, 2), 6, 3, 2),
+        ((2, 8, 8, 4), 4, 4, 0),
+    ],
+)
+def test_conv2d_s2d_gradients_equal_xla(x_shape, k, stride, pad):
+    """layers.conv2d: gradients through the space-to-depth form equal XLA's strided convolution's."""
+    from attngan_jax.models.layers import _conv_s2d, conv2d
+
+    kx, kw, kg = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(kx, x_shape)
+    w = jax.random.normal(kw, (k, k, x_shape[-1], 5))
+    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
+    y = conv2d(x, w, strides, padding, "xla")
+    np.testing.assert_array_equal(conv2d(x, w, strides, padding, "s2d"), y)  # XLA's forward
+    np.testing.assert_allclose(_conv_s2d(x, w, strides, padding), y, rtol=1e-5, atol=1e-5)
+    g = jax.random.normal(kg, y.shape)
+
+    def loss(x, w, method):
+        return jnp.sum(conv2d(x, w, strides, padding, method) * g)
+
+    ref = jax.grad(loss, (0, 1))(x, w, "xla")
+    got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, "s2d")
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
+
+
+def test_conv2d_s2d_rejects_unfoldable_convs():
+    from attngan_jax.models.layers import conv2d
+
+    x, w = jnp.zeros((1, 7, 7, 2)), jnp.zeros((3, 3, 2, 4))
+    with pytest.raises(ValueError, match="divide the kernel"):
+        conv2d(x, w, (2, 2), ((0, 0), (0, 0)), "s2d")
