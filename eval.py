@@ -10,10 +10,14 @@ r"""Sample images from captions, or compute IS / FID / R-precision / caption fid
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
 """
 
-from absl import app, flags, logging
+from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX starts
 
-import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
-from attngan_jax import compilation_cache, eval_lib
+if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
+    host_memory.reexec_with_malloc_tunables()
+
+from absl import app, flags, logging  # noqa: E402
+
+from attngan_jax import compilation_cache, eval_lib  # noqa: E402
 
 _MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
 _WORKDIR = flags.DEFINE_string(

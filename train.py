@@ -6,11 +6,15 @@
 Re-running with the same --workdir resumes from its last checkpoint. See README.md.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX starts
 
-import attngan_jax  # noqa: F401  (sets the XLA:CPU flag before JAX starts)
-from attngan_jax import compilation_cache, train_lib
+if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
+    host_memory.reexec_with_malloc_tunables()
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from attngan_jax import compilation_cache, train_lib  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/shapes.py", "Experiment config file (path[:variant]).", lock_config=True

@@ -26,6 +26,10 @@ import os
 import sys
 import time
 
+from attngan_jax import host_memory  # noqa: E402  (as train.py: malloc tunables, XLA flags)
+
+if __name__ == "__main__":
+    host_memory.reexec_with_malloc_tunables()
 _T_START = time.perf_counter()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +41,6 @@ import numpy as np  # noqa: E402
 import attngan_jax  # noqa: E402,F401  (XLA:CPU flag before JAX starts)
 from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
-from attngan_jax.host_memory import release_freed_host_memory  # noqa: E402
 
 
 def make_config(preset: str, dtype: str):
@@ -194,9 +197,9 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     compiled = lowered.compile()
     t2 = time.perf_counter()
     del lowered  # the StableHLO module (~50 MB for birds64); run_loop does not keep it either
-    release_freed_host_memory()
+    host_memory.release_freed_host_memory()
     args = make_args()
-    release_freed_host_memory()  # as train_lib.run_loop after initialising the state
+    host_memory.release_freed_host_memory()  # as train_lib.run_loop after initialising the state
     flops, nbytes = cost(compiled)
     stateful = bool(donate)
 
