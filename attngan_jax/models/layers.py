@@ -239,17 +239,25 @@ _MATMUL_GRAD_MIN_KERNEL = 2**20
 shapes demo's small discriminator got slower and compiled 6 s longer with every small map included."""
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_matmul_grad(x: Array, w: Array, strides, padding) -> Array:
-    return _conv_nhwc(x, w, strides, padding)
+def _xla_forward_conv(grads):
+    """A conv with XLA's forward whose ``(dx, dw)`` are ``grads(strides, padding, x, w, dz)``."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def conv(x: Array, w: Array, strides, padding) -> Array:
+        return _conv_nhwc(x, w, strides, padding)
+
+    def fwd(x, w, strides, padding):
+        return _conv_nhwc(x, w, strides, padding), (x, w)
+
+    def bwd(strides, padding, res, dz):
+        return grads(strides, padding, *res, dz)
+
+    conv.defvjp(fwd, bwd)
+    return conv
 
 
-def _conv_matmul_grad_fwd(x, w, strides, padding):
-    return _conv_nhwc(x, w, strides, padding), (x, w)
-
-
-def _conv_matmul_grad_bwd(strides, padding, res, dz):
-    x, w = res
+def _matmul_grads(strides, padding, x, w, dz):
+    """(dx, dw) of a convolution as im2col/col2im matmuls."""
     kh, kw, ci, co = w.shape
     b, ho, wo, _ = dz.shape
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
@@ -265,7 +273,7 @@ def _conv_matmul_grad_bwd(strides, padding, res, dz):
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
-_conv_matmul_grad.defvjp(_conv_matmul_grad_fwd, _conv_matmul_grad_bwd)
+_conv_matmul_grad = _xla_forward_conv(_matmul_grads)
 
 
 # --- strided convolution whose gradients are stride-1 convolutions on space-to-depth inputs -------
@@ -296,21 +304,12 @@ def _conv_s2d(x: Array, w: Array, strides, padding) -> Array:
     return _conv_nhwc(_space_to_depth(xp, s), ws, (1, 1), ((0, 0), (0, 0)))[:, :ho, :wo]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_s2d_grad(x: Array, w: Array, strides, padding) -> Array:
-    return _conv_nhwc(x, w, strides, padding)
-
-
-def _conv_s2d_grad_fwd(x, w, strides, padding):
-    return _conv_nhwc(x, w, strides, padding), (x, w)
-
-
-def _conv_s2d_grad_bwd(strides, padding, res, dz):
-    x, w = res
+def _s2d_grads(strides, padding, x, w, dz):
+    """(dx, dw) of a strided convolution through its space-to-depth form (``_conv_s2d``)."""
     return jax.vjp(lambda x, w: _conv_s2d(x, w, strides, padding), x, w)[1](dz)
 
 
-_conv_s2d_grad.defvjp(_conv_s2d_grad_fwd, _conv_s2d_grad_bwd)
+_conv_s2d_grad = _xla_forward_conv(_s2d_grads)
 
 
 def conv2d(
