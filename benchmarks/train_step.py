@@ -26,7 +26,7 @@ import os
 import sys
 import time
 
-from attngan_jax import host_memory  # noqa: E402  (as train.py: malloc tunables, XLA flags)
+from attngan_jax import host_memory  # as train.py: XLA:CPU flags, then the malloc tunables
 
 if __name__ == "__main__":
     host_memory.reexec_with_malloc_tunables()
@@ -38,7 +38,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-import attngan_jax  # noqa: E402,F401  (XLA:CPU flag before JAX starts)
 from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
 
