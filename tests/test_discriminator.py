@@ -165,6 +165,19 @@ def test_unsupported_size_names_the_choices():
         dm.init_discriminator(d, jax.random.key(0))
 
 
+def _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, method):
+    """Gradients of ``sum(conv2d(x, w) * g)`` w.r.t. x and w: ``method`` (jitted) vs ``"xla"``."""
+    from attngan_jax.models.layers import conv2d
+
+    def loss(x, w, method):
+        return jnp.sum(conv2d(x, w, strides, padding, method) * g)
+
+    ref = jax.grad(loss, (0, 1))(x, w, "xla")
+    got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, method)
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
+
+
 @pytest.mark.parametrize(
     "x_shape, k, stride, pad",
     [
@@ -186,13 +199,7 @@ def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
     g = jax.random.normal(kg, y.shape)
     np.testing.assert_array_equal(conv2d(x, w, (stride, stride), padding, "matmul"), y)
 
-    def loss(x, w, method):
-        return jnp.sum(conv2d(x, w, (stride, stride), padding, method) * g)
-
-    ref = jax.grad(loss, (0, 1))(x, w, "xla")
-    got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, "matmul")
-    for a, r in zip(got, ref):
-        np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
+    _assert_conv2d_gradients_equal_xla(x, w, (stride, stride), padding, g, "matmul")
     with pytest.raises(ValueError, match="matmul"):
         conv2d(x, w, (stride, stride), padding, "fft")
 
@@ -219,13 +226,7 @@ def test_conv2d_s2d_gradients_equal_xla(x_shape, k, stride, pad):
     np.testing.assert_allclose(_conv_s2d(x, w, strides, padding), y, rtol=1e-5, atol=1e-5)
     g = jax.random.normal(kg, y.shape)
 
-    def loss(x, w, method):
-        return jnp.sum(conv2d(x, w, strides, padding, method) * g)
-
-    ref = jax.grad(loss, (0, 1))(x, w, "xla")
-    got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, w, "s2d")
-    for a, r in zip(got, ref):
-        np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
+    _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "s2d")
 
 
 def test_conv2d_s2d_rejects_unfoldable_convs():
