@@ -228,13 +228,24 @@ def bce_with_logits(logits: Array, target: float | Array) -> Array:
 DApply = Callable[..., Any]
 
 
-def _d_pass(d_apply: DApply, params, stats, args, method: str, train: bool):
-    """One D call as its own BN batch; returns (output, updated batch_stats)."""
+def _d_pass(d_apply: DApply, params, stats, args, method: str, train: bool, **kw):
+    """One D call as its own BN batch(es); returns (output, updated batch_stats)."""
     variables = {"params": params, "batch_stats": stats}
     if train:
-        out, upd = d_apply(variables, *args, method=method, mutable=["batch_stats"])
+        out, upd = d_apply(variables, *args, method=method, mutable=["batch_stats"], **kw)
         return out, upd["batch_stats"]
-    return d_apply(variables, *args, method=method), stats
+    return d_apply(variables, *args, method=method, **kw), stats
+
+
+def _interleave(a: Array, b: Array) -> Array:
+    """(B, ...), (B, ...) -> (2B, ...) with rows a0, b0, a1, b1, ... (two BN groups)."""
+    return jnp.stack([a, b], axis=1).reshape(2 * a.shape[0], *a.shape[1:])
+
+
+def _deinterleave(x: Array) -> tuple[Array, Array]:
+    """Inverse of :func:`_interleave`."""
+    x = x.reshape(x.shape[0] // 2, 2, *x.shape[1:])
+    return x[:, 0], x[:, 1]
 
 
 def discriminator_loss(
@@ -251,10 +262,14 @@ def discriminator_loss(
 ) -> tuple[Array, PyTree, dict[str, Array]]:
     """The original's ``discriminator_loss`` (ref. §8.5), one D stage.
 
-    Real, fake, and the three conditional calls are separate BatchNorm batches, run in the
-    original's order (real trunk, fake trunk, cond real, cond fake, cond wrong, uncond real/fake)
-    with ``batch_stats`` threaded through. The wrong pair is ``(real_code[:B-1], sent_emb[1:])``.
-    ``fake_images`` is detached (``stop_gradient``).
+    Real, fake, and the three conditional calls are separate BatchNorm batches, with the running
+    statistics updated in the original's order (real trunk, fake trunk, cond real, cond fake, cond
+    wrong, uncond real/fake). Real and fake go through the trunk, and then the conditional head,
+    as one interleaved batch of 2B with ``bn_groups=2`` (each half normalised with its own
+    statistics): the same values as two calls up to float32 summation order, and one convolution
+    of 2B instead of two of B (birds, D alone, forward + gradients, 2 CPU cores: D_NET64 44 ->
+    33 ms, D_NET128 286 -> 220 ms, D_NET256 1167 -> 1013 ms). The wrong pair is
+    ``(real_code[:B-1], sent_emb[1:])``. ``fake_images`` is detached (``stop_gradient``).
 
     Args:
         d_apply: the D's apply function (see ``DApply``).
@@ -282,23 +297,28 @@ def discriminator_loss(
     fake_images = jax.lax.stop_gradient(fake_images)
     bsz = real_images.shape[0]
     st = batch_stats
-    real_code, st = _d_pass(d_apply, params, st, (real_images, train), "__call__", train)
-    fake_code, st = _d_pass(d_apply, params, st, (fake_images, train), "__call__", train)
+    pair = _interleave(real_images, fake_images)  # (2B, S, S, 3): real_0, fake_0, real_1, ...
+    codes, st = _d_pass(d_apply, params, st, (pair, train), "__call__", train, bn_groups=2)
+    real_code, _ = _deinterleave(codes)  # (B, 4, 4, 8 ndf)
     lg = {}
-    lg["cond_real"], st = _d_pass(
-        d_apply, params, st, (real_code, sent_emb, train), "cond_logits", train
+    both, st = _d_pass(
+        d_apply,
+        params,
+        st,
+        (codes, _interleave(sent_emb, sent_emb), train),
+        "cond_logits",
+        train,
+        bn_groups=2,
     )
-    lg["cond_fake"], st = _d_pass(
-        d_apply, params, st, (fake_code, sent_emb, train), "cond_logits", train
-    )
+    lg["cond_real"], lg["cond_fake"] = _deinterleave(both)
     wrong = (real_code[: bsz - 1], sent_emb[1:bsz], train)
     lg["cond_wrong"], st = _d_pass(d_apply, params, st, wrong, "cond_logits", train)
     cond_real = bce_with_logits(lg["cond_real"], 1.0)
     cond_fake = bce_with_logits(lg["cond_fake"], 0.0)
     cond_wrong = bce_with_logits(lg["cond_wrong"], 0.0)
     if uncond:
-        lg["uncond_real"], st = _d_pass(d_apply, params, st, (real_code,), "uncond_logits", train)
-        lg["uncond_fake"], st = _d_pass(d_apply, params, st, (fake_code,), "uncond_logits", train)
+        both, st = _d_pass(d_apply, params, st, (codes,), "uncond_logits", train)  # no BN here
+        lg["uncond_real"], lg["uncond_fake"] = _deinterleave(both)
         real = bce_with_logits(lg["uncond_real"], 1.0)
         fake = bce_with_logits(lg["uncond_fake"], 0.0)
         err = (real + cond_real) / 2.0 + (fake + cond_fake + cond_wrong) / 3.0

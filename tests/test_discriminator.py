@@ -235,3 +235,41 @@ def test_conv2d_s2d_rejects_unfoldable_convs():
     x, w = jnp.zeros((1, 7, 7, 2)), jnp.zeros((3, 3, 2, 4))
     with pytest.raises(ValueError, match="divide the kernel"):
         conv2d(x, w, (2, 2), ((0, 0), (0, 0)), "s2d")
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 5, 4), (3, 4)])
+def test_batchnorm_groups_equal_separate_calls(shape):
+    """``groups=2`` on interleaved rows = two BatchNorm calls, running stats in that order."""
+    from attngan_jax.models.layers import BatchNorm
+
+    bn = BatchNorm()
+    r = np.random.default_rng(0)
+    a = r.normal(1.0, 2.0, size=shape).astype(np.float32)
+    b = r.normal(-1.0, 0.5, size=shape).astype(np.float32)
+    v = bn.init(jax.random.key(0), a, True)
+    v = {
+        "params": v["params"],
+        "batch_stats": {"mean": jnp.full(shape[-1], 0.3), "var": 2.0 * jnp.ones(shape[-1])},
+    }
+    st, outs = v["batch_stats"], []
+    for x in (a, b):
+        y, u = bn.apply(
+            {"params": v["params"], "batch_stats": st}, x, True, mutable=["batch_stats"]
+        )
+        outs.append(y)
+        st = u["batch_stats"]
+    ab = jnp.stack([a, b], axis=1).reshape(2 * shape[0], *shape[1:])
+    y, u = bn.apply(v, ab, True, groups=2, mutable=["batch_stats"])
+    y = y.reshape(shape[0], 2, *shape[1:])
+    np.testing.assert_allclose(y[:, 0], outs[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y[:, 1], outs[1], rtol=1e-5, atol=1e-5)
+    jax.tree_util.tree_map(
+        lambda p, q: np.testing.assert_allclose(p, q, rtol=1e-6), u["batch_stats"], st
+    )
+    # Order matters for the running stats (b after a), and eval mode ignores the groups.
+    ba = jnp.stack([b, a], axis=1).reshape(ab.shape)
+    _, u_ba = bn.apply(v, ba, True, groups=2, mutable=["batch_stats"])
+    assert not np.allclose(u_ba["batch_stats"]["mean"], st["mean"])
+    np.testing.assert_array_equal(bn.apply(v, ab, False, groups=2), bn.apply(v, ab, False))
+    with pytest.raises(ValueError, match="divide the batch"):
+        bn.apply(v, ab[:5], True, groups=2, mutable=["batch_stats"])

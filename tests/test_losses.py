@@ -175,25 +175,48 @@ def test_discriminator_loss_composition(tiny_d):
         b(lg["uncond_fake"], 0.0) + b(lg["cond_fake"], 0.0) + b(lg["cond_wrong"], 0.0)
     ) / 3
     np.testing.assert_allclose(err, want, rtol=1e-6)
-    # Running stats: the trunk's BNs saw two batches (real, fake), the joint conv's three.
-    st = v["batch_stats"]
-    codes = []
-    for x in (real, fake):
-        c, u = d.apply({"params": v["params"], "batch_stats": st}, x, True, mutable=["batch_stats"])
-        codes.append(c)
-        st = u["batch_stats"]
-    for c, s in ((codes[0], sent), (codes[1], sent), (codes[0][:2], sent[1:])):
-        _, u = d.apply(
-            {"params": v["params"], "batch_stats": st},
-            c,
-            s,
-            True,
-            method="cond_logits",
-            mutable=["batch_stats"],
-        )
-        st = u["batch_stats"]
+
+    # Real and fake share the trunk and head as one interleaved batch (bn_groups=2): the same as
+    # the original's separate calls, one after the other. Running stats: the trunk's BNs saw two
+    # batches (real, fake), the joint conv's three.
+    def separate(params):
+        st = v["batch_stats"]
+        codes = []
+        for x in (real, fake):
+            c, u = d.apply({"params": params, "batch_stats": st}, x, True, mutable=["batch_stats"])
+            codes.append(c)
+            st = u["batch_stats"]
+        logits = []
+        for c, s in ((codes[0], sent), (codes[1], sent), (codes[0][:2], sent[1:])):
+            out, u = d.apply(
+                {"params": params, "batch_stats": st},
+                c,
+                s,
+                True,
+                method="cond_logits",
+                mutable=["batch_stats"],
+            )
+            logits.append(out)
+            st = u["batch_stats"]
+        unc = [d.apply({"params": params}, c, method="uncond_logits") for c in codes]
+        errs = (b(unc[0], 1.0) + b(logits[0], 1.0)) / 2 + (
+            b(unc[1], 0.0) + b(logits[1], 0.0) + b(logits[2], 0.0)
+        ) / 3
+        return errs, (st, logits, unc)
+
+    (err_sep, (st, logits, unc)), g_sep = jax.value_and_grad(separate, has_aux=True)(v["params"])
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # noqa: E731
+    for k, want_k in zip(("cond_real", "cond_fake", "cond_wrong"), logits, strict=True):
+        close(lg[k], want_k)
+    close(lg["uncond_real"], unc[0])
+    close(lg["uncond_fake"], unc[1])
+    close(err, err_sep)
+    jax.tree_util.tree_map(close, stats, st)
+    g_merged = jax.grad(
+        lambda p: L.discriminator_loss(d.apply, p, v["batch_stats"], real, fake, sent, True)[0]
+    )(v["params"])
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats, st
+        lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6), g_merged, g_sep
     )
     assert not np.allclose(stats["COND_DNET"]["jointConv"]["bn"]["mean"], 0.0)
     # Fake images are detached; the cond-only variant uses cond_real + (fake + wrong)/2.

@@ -20,6 +20,11 @@ API. The discriminator loss must run the real images, the fake images and the mi
     cond = d.apply(variables, code, sent, False, method="cond_logits")        # (B,)
     uncond = d.apply(variables, code, method="uncond_logits")                 # (B,)
 
+Two same-sized BatchNorm batches can share the convolutions: interleave their rows and pass
+``bn_groups=2`` (``__call__`` and ``cond_logits``); each is still normalised with its own
+statistics, and the running statistics are updated with the first, then the second, as two calls
+would (``losses.discriminator_loss`` runs real and fake this way).
+
 ``Discriminator.all_logits`` runs the three in one call (used by ``init``). Submodule names mirror
 the torch keys (``img_code_s16/conv2`` ↔ ``img_code_s16.2.weight``), see
 :mod:`attngan_jax.convert.discriminator`.
@@ -57,8 +62,11 @@ class EncodeImageBy16(nn.Module):
     dtype: Dtype | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
+    def __call__(self, x: Array, train: bool, bn_groups: int = 1) -> Array:
         """Encodes NHWC images (B, H, W, 3) to (B, H/16, W/16, 8 * ndf).
+
+        ``bn_groups``: independent BatchNorm batches interleaved in ``x`` (see
+        :class:`~attngan_jax.models.layers.BatchNorm`).
 
         ``num_down=3`` / ``2`` (the 32×32 / 16×16 discriminators of CPU demos, not in the original)
         stop after the third / second conv: (B, H/8, W/8, 4 * ndf) / (B, H/4, W/4, 2 * ndf).
@@ -66,7 +74,7 @@ class EncodeImageBy16(nn.Module):
         x = _lrelu(conv(self.ndf, 4, 2, 1, dtype=self.dtype, name="conv0")(x))
         for i, mult in ((2, 2), (5, 4), (8, 8))[: self.num_down - 1]:  # torch: conv i, BN i + 1
             x = conv(self.ndf * mult, 4, 2, 1, dtype=self.dtype, name=f"conv{i}")(x)
-            x = _lrelu(BatchNorm(dtype=self.dtype, name=f"bn{i + 1}")(x, train))
+            x = _lrelu(BatchNorm(dtype=self.dtype, name=f"bn{i + 1}")(x, train, bn_groups))
         return x
 
 
@@ -77,10 +85,10 @@ class DownBlock(nn.Module):
     dtype: Dtype | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
+    def __call__(self, x: Array, train: bool, bn_groups: int = 1) -> Array:
         """(B, H, W, C) -> (B, H/2, W/2, features)."""
         x = conv(self.features, 4, 2, 1, dtype=self.dtype, name="conv")(x)
-        return _lrelu(BatchNorm(dtype=self.dtype, name="bn")(x, train))
+        return _lrelu(BatchNorm(dtype=self.dtype, name="bn")(x, train, bn_groups))
 
 
 class Block3x3LeakyReLU(nn.Module):
@@ -90,10 +98,10 @@ class Block3x3LeakyReLU(nn.Module):
     dtype: Dtype | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
+    def __call__(self, x: Array, train: bool, bn_groups: int = 1) -> Array:
         """(B, H, W, C) -> (B, H, W, features)."""
         x = conv3x3(self.features, dtype=self.dtype, name="conv")(x)
-        return _lrelu(BatchNorm(dtype=self.dtype, name="bn")(x, train))
+        return _lrelu(BatchNorm(dtype=self.dtype, name="bn")(x, train, bn_groups))
 
 
 def _torch_default_bias_init(fan_in: int):
@@ -122,13 +130,16 @@ class DGetLogits(nn.Module):
     dtype: Dtype | None = None
 
     @nn.compact
-    def __call__(self, h: Array, sent_emb: Array | None = None, train: bool = False) -> Array:
+    def __call__(
+        self, h: Array, sent_emb: Array | None = None, train: bool = False, bn_groups: int = 1
+    ) -> Array:
         """Scores image codes.
 
         Args:
             h: image code (B, 4, 4, 8 * ndf).
             sent_emb: sentence embedding (B, nef); required iff ``conditional``.
             train: BatchNorm mode of ``jointConv``.
+            bn_groups: independent BatchNorm batches interleaved in the rows of ``h``.
 
         Returns:
             Logits (B,) in float32 (``sigmoid`` gives the original's probabilities).
@@ -139,7 +150,9 @@ class DGetLogits(nn.Module):
             b, hh, ww, _ = h.shape
             c = jnp.broadcast_to(sent_emb[:, None, None, :], (b, hh, ww, sent_emb.shape[-1]))
             x = jnp.concatenate([h, c.astype(h.dtype)], axis=-1)  # (B, 4, 4, 8ndf + nef), h first
-            x = Block3x3LeakyReLU(8 * self.ndf, dtype=self.dtype, name="jointConv")(x, train)
+            x = Block3x3LeakyReLU(8 * self.ndf, dtype=self.dtype, name="jointConv")(
+                x, train, bn_groups
+            )
         else:
             x = h
         fan_in = 8 * self.ndf * 16
@@ -199,32 +212,43 @@ class Discriminator(nn.Module):
             self.UNCOND_DNET = DGetLogits(ndf, self.emb_dim, conditional=False, dtype=self.dtype)
         self.COND_DNET = DGetLogits(ndf, self.emb_dim, conditional=True, dtype=self.dtype)
 
-    def __call__(self, images: Array, train: bool) -> Array:
+    def __call__(self, images: Array, train: bool, bn_groups: int = 1) -> Array:
         """Image code of NHWC images.
 
         Args:
             images: (B, image_size, image_size, 3) in [-1, 1].
             train: BatchNorm mode.
+            bn_groups: independent BatchNorm batches interleaved row by row in ``images`` (the
+                discriminator loss runs real and fake images through the trunk as one batch of
+                ``2B`` with ``bn_groups=2``); see :class:`~attngan_jax.models.layers.BatchNorm`.
 
         Returns:
             (B, 4, 4, 8 * df_dim).
         """
-        x = self.img_code_s16(images, train)  # (B, S/16, S/16, 8 ndf); 32, 16: (B, 4, 4, 4|2 ndf)
+        g = bn_groups
+        x = self.img_code_s16(
+            images, train, g
+        )  # (B, S/16, S/16, 8 ndf); 32, 16: (B, 4, 4, 4|2 ndf)
         if self.image_size in (16, 32):
-            x = self.img_code_s8_1(x, train)  # (B, 4, 4, 8 ndf)
+            x = self.img_code_s8_1(x, train, g)  # (B, 4, 4, 8 ndf)
         elif self.image_size == 128:
-            x = self.img_code_s32(x, train)  # (B, 4, 4, 16 ndf)
-            x = self.img_code_s32_1(x, train)  # (B, 4, 4, 8 ndf)
+            x = self.img_code_s32(x, train, g)  # (B, 4, 4, 16 ndf)
+            x = self.img_code_s32_1(x, train, g)  # (B, 4, 4, 8 ndf)
         elif self.image_size == 256:
-            x = self.img_code_s32(x, train)  # (B, 8, 8, 16 ndf)
-            x = self.img_code_s64(x, train)  # (B, 4, 4, 32 ndf)
-            x = self.img_code_s64_1(x, train)  # (B, 4, 4, 16 ndf)
-            x = self.img_code_s64_2(x, train)  # (B, 4, 4, 8 ndf)
+            x = self.img_code_s32(x, train, g)  # (B, 8, 8, 16 ndf)
+            x = self.img_code_s64(x, train, g)  # (B, 4, 4, 32 ndf)
+            x = self.img_code_s64_1(x, train, g)  # (B, 4, 4, 16 ndf)
+            x = self.img_code_s64_2(x, train, g)  # (B, 4, 4, 8 ndf)
         return x
 
-    def cond_logits(self, img_code: Array, sent_emb: Array, train: bool) -> Array:
-        """``COND_DNET``: (B, 4, 4, 8 df_dim), (B, emb_dim) -> logits (B,)."""
-        return self.COND_DNET(img_code, sent_emb, train)
+    def cond_logits(
+        self, img_code: Array, sent_emb: Array, train: bool, bn_groups: int = 1
+    ) -> Array:
+        """``COND_DNET``: (B, 4, 4, 8 df_dim), (B, emb_dim) -> logits (B,).
+
+        ``bn_groups``: independent BatchNorm batches interleaved in the rows (as ``__call__``).
+        """
+        return self.COND_DNET(img_code, sent_emb, train, bn_groups)
 
     def uncond_logits(self, img_code: Array) -> Array:
         """``UNCOND_DNET``: (B, 4, 4, 8 df_dim) -> logits (B,). Needs ``uncond=True``."""

@@ -48,32 +48,59 @@ class BatchNorm(nn.Module):
     dtype: Dtype | None = None
 
     @nn.compact
-    def __call__(self, x: Array, train: bool) -> Array:
-        """Normalises ``x`` (B, ..., C) over all axes but the channel axis."""
+    def __call__(self, x: Array, train: bool, groups: int = 1) -> Array:
+        """Normalises ``x`` (B, ..., C) over all axes but the channel axis.
+
+        Args:
+            x: (B, ..., C).
+            train: batch statistics (and running-statistic updates) instead of running statistics.
+            groups: in training, the number of independent BatchNorm batches in ``x``, interleaved
+                row by row (row ``i`` belongs to batch ``i % groups``, as
+                ``jnp.stack([a, b], axis=1).reshape(-1, ...)`` lays out ``a`` and ``b``). Each is
+                normalised with its own statistics and the running statistics are updated with
+                each in turn, batch 0 first: the same as ``groups`` separate calls in that order,
+                with one convolution over all of them before and after. Interleaved rather than
+                concatenated so that a batch sharded over a mesh's ``data`` axis keeps its rows on
+                their devices.
+
+        Returns:
+            ``x`` normalised, in ``dtype`` (or ``x``'s dtype).
+        """
         features = x.shape[-1]
         scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
         ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
-        reduce_axes = tuple(range(x.ndim - 1))
+        if not train:
+            groups = 1
+        if groups < 1 or x.shape[0] % groups:
+            raise ValueError(f"groups={groups} must be >= 1 and divide the batch ({x.shape[0]})")
+        if groups == 1:
+            xg, reduce_axes = x, tuple(range(x.ndim - 1))
+        else:
+            xg = x.reshape(x.shape[0] // groups, groups, *x.shape[1:])  # (B/g, g, ..., C)
+            reduce_axes = (0, *range(2, xg.ndim - 1))
         if train:
-            xf = x.astype(jnp.float32)
-            mean = jnp.mean(xf, axis=reduce_axes)
-            var = jnp.mean(jnp.square(xf - mean), axis=reduce_axes)  # biased, as torch
+            xf = xg.astype(jnp.float32)
+            mean = jnp.mean(xf, axis=reduce_axes, keepdims=True)  # (1, [g,] 1.., C)
+            var = jnp.mean(jnp.square(xf - mean), axis=reduce_axes, keepdims=True)  # biased (torch)
             if not self.is_initializing():
                 n = 1
                 for a in reduce_axes:
-                    n *= x.shape[a]
+                    n *= xg.shape[a]
                 unbiased = var * (n / max(n - 1, 1))
                 m = self.momentum
-                ra_mean.value = (1 - m) * ra_mean.value + m * mean
-                ra_var.value = (1 - m) * ra_var.value + m * unbiased
+                batch_means = mean.reshape(groups, features)
+                batch_vars = unbiased.reshape(groups, features)
+                for g in range(groups):  # one torch call after the other
+                    ra_mean.value = (1 - m) * ra_mean.value + m * batch_means[g]
+                    ra_var.value = (1 - m) * ra_var.value + m * batch_vars[g]
         else:
             mean, var = ra_mean.value, ra_var.value
         mul = scale * jax.lax.rsqrt(var + self.epsilon)
         dtype = self.dtype or x.dtype
-        y = x.astype(jnp.float32) * mul + (bias - mean * mul)
-        return y.astype(dtype)
+        y = xg.astype(jnp.float32) * mul + (bias - mean * mul)
+        return y.reshape(x.shape).astype(dtype)
 
 
 def glu(x: Array) -> Array:
