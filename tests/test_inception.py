@@ -245,6 +245,9 @@ def test_tf_slim_pools_differ_only_where_padding_is_averaged():
         ((2, 15, 15, 4), (3, 3), (2, 2), ((0, 0), (0, 0))),
         ((2, 8, 9, 3), (3, 3), (1, 1), ((1, 1), (1, 1))),
         ((1, 10, 10, 2), (2, 3), (2, 1), ((0, 0), (0, 0))),
+        ((2, 16, 14, 3), (3, 3), (2, 2), ((0, 0), (0, 0))),  # rows/columns no window reaches
+        ((1, 9, 11, 2), (2, 2), (2, 2), ((0, 0), (0, 0))),
+        ((1, 7, 8, 2), (1, 2), (3, 2), ((0, 0), (0, 0))),  # stride > window: untouched phases
     ],
 )
 def test_max_pool_matches_flax_values_and_gradient(shape, window, strides, padding):
@@ -280,3 +283,8 @@ def test_avg_pool3x3_same_matches_flax(include_pad):
     g_ref = jax.grad(lambda v: jnp.sum(ref(v) * ct))(x)
     g_new = jax.grad(lambda v: jnp.sum(avg_pool3x3_same(v, include_pad) * ct))(x)
     np.testing.assert_allclose(g_new, g_ref, rtol=1e-5, atol=1e-6)
+    # The custom gradient is linear in the cotangent and reaches second order (jvp of the vjp).
+    gg = jax.jvp(
+        lambda c: jax.vjp(lambda v: avg_pool3x3_same(v, include_pad), x)[1](c)[0], (ct,), (ct,)
+    )
+    np.testing.assert_allclose(gg[1], g_ref, rtol=1e-5, atol=1e-6)

@@ -554,28 +554,40 @@ def _max_pool_fwd(x, window, strides):
 
 def _max_pool_bwd(window, strides, res, g):
     x, out = res
-    _, h, w, _ = x.shape
+    b, h, w, c = x.shape
     ho, wo = out.shape[1:3]
     sh, sw = strides
+    # dx is assembled from its s_h·s_w stride phases (rows ≡ p_h mod s_h, columns ≡ p_w mod s_w),
+    # each ceil(H/s_h) × ceil(W/s_w): window tap (i, j) lands in phase (i mod s_h, j mod s_w),
+    # shifted by (i div s_h, j div s_w), so every tap is a small shifted pad of its (B, Ho, Wo, C)
+    # contribution instead of an interior-padded pad to the full input size. Inception's
+    # stride-2 pools: ~3x less to write than k_h·k_w full-size pads (Mixed_7a's 9 pads of
+    # 4×17²×768 took 17 ms on 2 cores). Each element of dx sums the same terms in the same (tap)
+    # order as before, so the values are unchanged.
+    hp, wp = -(-h // sh), -(-w // sw)
     taken = jnp.zeros(out.shape, bool)
-    dx = jnp.zeros(x.shape, g.dtype)
     zero = jnp.zeros((), g.dtype)
+    phases: dict[tuple[int, int], Array] = {}
     # Row-major window order: the first maximum wins, as in PyTorch and XLA's select_and_scatter.
     for (i, j), xs in _window_slices(x, window, strides, (ho, wo)):  # xs: (B, Ho, Wo, C)
         sel = (xs == out) & ~taken
         taken = taken | sel
         contrib = jnp.where(sel, g, zero)
-        dx = dx + jax.lax.pad(
+        oi, oj = i // sh, j // sw
+        placed = jax.lax.pad(  # (B, hp, wp, C), phase (i mod s_h, j mod s_w)
             contrib,
             zero,
-            (
-                (0, 0, 0),
-                (i, h - i - sh * (ho - 1) - 1, sh - 1),
-                (j, w - j - sw * (wo - 1) - 1, sw - 1),
-                (0, 0, 0),
-            ),
+            ((0, 0, 0), (oi, hp - oi - ho, 0), (oj, wp - oj - wo, 0), (0, 0, 0)),
         )
-    return (dx,)
+        key = (i % sh, j % sw)
+        phases[key] = placed + phases[key] if key in phases else placed
+    none = jnp.zeros((b, hp, wp, c), g.dtype)  # a phase no tap reaches (stride > window)
+    rows = [
+        jnp.stack([phases.get((pi, pj), none) for pj in range(sw)], axis=3)  # (B, hp, wp, s_w, C)
+        for pi in range(sh)
+    ]
+    dx = jnp.stack(rows, axis=2).reshape(b, hp * sh, wp * sw, c)  # interleave the phases
+    return (dx[:, :h, :w],)
 
 
 _max_pool_valid.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -585,8 +597,11 @@ def avg_pool3x3_same(x: Array, count_include_pad: bool) -> Array:
     """3x3 average pool, stride 1, padding 1 (NHWC), as shifted-slice sums.
 
     Equals ``nn.avg_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=...)`` up to float
-    summation order. The slices and their gradients (pads) fuse into single elementwise loops;
-    XLA:CPU's reduce-window took 3-7 ms per Inception pool (forward and again backward).
+    summation order. The slices fuse into single elementwise loops; XLA:CPU's reduce-window took
+    3-7 ms per Inception pool (forward and again backward). The pool is a symmetric box filter
+    followed by a division, so its gradient is the same box filter of ``dy / counts``
+    (``custom_vjp``): one more shifted-slice sum, where differentiating the slices gives a chain
+    of pads (Inception's avg-pool gradients: ~30 ms of pads per G-loss step on 2 cores).
 
     Args:
         x: (B, H, W, C).
@@ -596,12 +611,38 @@ def avg_pool3x3_same(x: Array, count_include_pad: bool) -> Array:
     Returns:
         (B, H, W, C).
     """
+    return _avg_pool3x3(x, count_include_pad)
+
+
+def _box3x3(x: Array) -> Array:
+    """Sum over each 3x3 window of the zero-padded ``x`` (B, H, W, C) -> (B, H, W, C)."""
     _, h, w, _ = x.shape
     p = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows = p[:, 0:h] + p[:, 1 : h + 1] + p[:, 2 : h + 2]  # (B, H, W+2, C)
-    total = rows[:, :, 0:w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]  # (B, H, W, C)
+    return rows[:, :, 0:w] + rows[:, :, 1 : w + 1] + rows[:, :, 2 : w + 2]  # (B, H, W, C)
+
+
+def _box_counts(h: int, w: int, count_include_pad: bool, dtype) -> Array:
+    """The divisor of each output pixel, broadcastable to (B, H, W, C)."""
     if count_include_pad:
-        return total / jnp.asarray(9.0, x.dtype)
+        return jnp.asarray(9.0, dtype)
     ones = np.pad(np.ones((h, w), np.float32), 1)
     counts = sum(ones[i : i + h, j : j + w] for i in range(3) for j in range(3))  # (H, W)
-    return total / jnp.asarray(counts[None, :, :, None], x.dtype)
+    return jnp.asarray(counts[None, :, :, None], dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _avg_pool3x3(x: Array, count_include_pad: bool) -> Array:
+    return _box3x3(x) / _box_counts(x.shape[1], x.shape[2], count_include_pad, x.dtype)
+
+
+def _avg_pool3x3_fwd(x, count_include_pad):
+    return _avg_pool3x3(x, count_include_pad), None
+
+
+def _avg_pool3x3_bwd(count_include_pad, _, g):
+    # y = box(x) / n and box is its own transpose: dx = box(g / n).
+    return (_box3x3(g / _box_counts(g.shape[1], g.shape[2], count_include_pad, g.dtype)),)
+
+
+_avg_pool3x3.defvjp(_avg_pool3x3_fwd, _avg_pool3x3_bwd)
