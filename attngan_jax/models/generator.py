@@ -35,7 +35,7 @@ class UpBlock(nn.Module):
         features: output channels (the conv has twice as many, halved by the GLU).
         dtype: computation dtype.
         upsample_method: how the upsample + conv3x3 pair is computed (``layers.upsample_conv3x3``):
-            ``"auto"`` (the 2×2 phase form on CPU from 16×16 inputs, same result up to float32
+            ``"auto"`` (the 2×2 phase form on CPU from 8×8 inputs, same result up to float32
             rounding), ``"direct"`` or ``"phases"``.
     """
 

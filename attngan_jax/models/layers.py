@@ -141,7 +141,7 @@ def _im2col(xp: Array, kernel_hw, strides, out_hw) -> Array:
 
 # --- nearest ×2 upsampling followed by a 3×3 conv, as four 2×2 "phase" convolutions ---------------
 
-_PHASE_MIN_SIZE = 16
+_PHASE_MIN_SIZE = 8
 """Input side (H and W) from which :class:`UpsampleConv3x3` uses the phase form on CPU."""
 
 
@@ -202,8 +202,12 @@ def upsample_conv3x3(x: Array, w: Array, method: str = "auto") -> Array:
     one on the 4× larger upsampled image: 16 instead of 36 multiply-adds per input pixel and
     channel pair, with the same result up to float32 rounding (the merged taps are summed before
     the multiply; max relative difference ~1e-6). ``"auto"`` uses it on CPU for inputs of at least
-    16×16, where it measured 1.4-2.7x faster forward + backward on 2 cores (below that the direct
-    form wins); elsewhere (GPU/TPU, where cuDNN/XLA pick their own algorithms) the direct form.
+    8×8, where it measured 1.4-2.7x faster forward + backward on 2 cores (G_NET's upsample2,
+    8×8×256 -> 16×16×256: 17 -> 10 ms); below that the direct form wins (upsample1, 4×4×512:
+    direct 14 ms, phases 50 ms); elsewhere (GPU/TPU, where cuDNN/XLA pick their own algorithms)
+    the direct form. The direct form is :func:`conv2d` on the upsampled image, so on CPU its
+    gradients take the matmul path for small outputs with large kernels (upsample1: 23 -> 14 ms;
+    XLA had fused the upsampling's gradient into a slow YNNPACK convolution).
 
     Args:
         x: (B, H, W, Ci).
@@ -218,7 +222,7 @@ def upsample_conv3x3(x: Array, w: Array, method: str = "auto") -> Array:
         big = min(h, wd) >= _PHASE_MIN_SIZE
         method = "phases" if big and jax.default_backend() == "cpu" else "direct"
     if method == "direct":
-        return _conv_nhwc(upsample_nearest2x(x), w, (1, 1), ((1, 1), (1, 1)))
+        return conv2d(upsample_nearest2x(x), w, (1, 1), ((1, 1), (1, 1)))
     if method != "phases":
         raise ValueError(f"method must be 'auto', 'direct' or 'phases', got {method!r}")
     co = w.shape[-1]
