@@ -100,13 +100,21 @@ def learning_rate(config, step: jax.Array, steps_per_epoch: int) -> jax.Array:
     )
 
 
-def make_optimizer(config, params: PyTree) -> optax.GradientTransformation:
-    """Adam's moment scaling (the step multiplies by ``-lr``), frozen parameters masked out."""
-    adam = optax.scale_by_adam(b1=0.5, b2=0.999, eps=1e-8)
-    mask = {
+def trained(config, params: PyTree) -> PyTree:
+    """``params``' tree of Python bools: True for the leaves DAMSM training updates.
+
+    Everything but a frozen Inception trunk (``model.image_trunk = "inception"``).
+    """
+    return {
         "text": jax.tree_util.tree_map(lambda _: True, params["text"]),
         "image": trainable_mask(params["image"], config.model.image_trunk),
     }
+
+
+def make_optimizer(config, params: PyTree) -> optax.GradientTransformation:
+    """Adam's moment scaling (the step multiplies by ``-lr``), frozen parameters masked out."""
+    adam = optax.scale_by_adam(b1=0.5, b2=0.999, eps=1e-8)
+    mask = trained(config, params)
     return optax.chain(optax.masked(adam, mask), optax.masked(optax.set_to_zero(), _invert(mask)))
 
 
@@ -400,15 +408,25 @@ def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: i
         grads = {"text": text_grads, "image": grads["image"]}
         lr = learning_rate(config, state.step, steps_per_epoch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
-        params = optax.apply_updates(state.params, updates)
+        # Frozen leaves (the Inception trunk) are passed through as they are. ``p + -lr * 0``
+        # is not folded for floats, so the trunk used to be rewritten in place every step, and
+        # XLA copied each of its kernels first for the convolutions that read it: ~0.18 GB
+        # copied and ~0.18 GB rewritten per step (birds, 4x299²: 24 ms of copies of 340 ms).
+        mask = trained(config, state.params)
+        params = jax.tree_util.tree_map(
+            lambda p, u, t: p - lr * u if t else p, state.params, updates, mask
+        )
+        image_leaves = jax.tree_util.tree_leaves(params["image"])
+        image_trained = [
+            p for p, t in zip(image_leaves, jax.tree_util.tree_leaves(mask["image"])) if t
+        ]
         metrics = dict(metrics)
         metrics.update(
             lr=lr,
             grad_norm_text=text_norm,
             grad_norm_image=optax.global_norm(grads["image"]),
             param_norm_text=optax.global_norm(params["text"]),
-            param_norm_image=optax.global_norm(params["image"]),
+            param_norm_image=optax.global_norm(image_trained),  # the trained leaves
         )
         new = state.replace(
             step=state.step + 1, params=params, batch_stats=new_stats, opt_state=opt_state

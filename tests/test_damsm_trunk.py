@@ -99,3 +99,35 @@ def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
         weights["Mixed_5b.branch5x5_2.conv.weight"].transpose(2, 3, 1, 0),
     )
     assert "emb_cnn_code" in exported["params"]
+
+
+def test_damsm_step_passes_the_frozen_trunk_through():
+    """The jitted step returns the trunk's leaves as they came in: no copy, no rewrite.
+
+    ``p + (-lr * 0)`` is not folded for floats, so an optax-style update of the frozen leaves
+    rewrote the whole trunk every step (and XLA copied each kernel first for its readers).
+    """
+    config = damsm_config("random")
+    tx = damsm_train.optimizer_for(config, 299)
+    state = jax.eval_shape(lambda: damsm_train.init_state(config, jax.random.key(0), 299, tx))
+    b, words = 2, config.data.words_num
+    batch = {
+        "captions": jax.ShapeDtypeStruct((b, words), np.int32),
+        "cap_lens": jax.ShapeDtypeStruct((b,), np.int32),
+        "class_ids": jax.ShapeDtypeStruct((b,), np.int32),
+        **{
+            f"image_{s}": jax.ShapeDtypeStruct((b, s, s, 3), np.float32)
+            for s in config.data.image_sizes
+        },
+    }
+    step = damsm_train.make_train_step(config, tx, steps_per_epoch=10)
+    jaxpr = jax.make_jaxpr(step)(state, batch).jaxpr
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
+    n_trunk = 0
+    for i, path in enumerate(paths):  # the new state's leaves come first, in the same order
+        if path.startswith(".params['image']['inception']"):
+            assert jaxpr.outvars[i] is jaxpr.invars[i], path
+            n_trunk += 1
+        elif path.startswith(".params['image']['emb_cnn_code']"):
+            assert jaxpr.outvars[i] is not jaxpr.invars[i], path
+    assert n_trunk > 100  # 94 convolutions and their BatchNorm scales and biases
