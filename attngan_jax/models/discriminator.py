@@ -226,9 +226,8 @@ class Discriminator(nn.Module):
             (B, 4, 4, 8 * df_dim).
         """
         g = bn_groups
-        x = self.img_code_s16(
-            images, train, g
-        )  # (B, S/16, S/16, 8 ndf); 32, 16: (B, 4, 4, 4|2 ndf)
+        # (B, S/16, S/16, 8 ndf); image_size 32, 16: (B, 4, 4, 4|2 ndf)
+        x = self.img_code_s16(images, train, g)
         if self.image_size in (16, 32):
             x = self.img_code_s8_1(x, train, g)  # (B, 4, 4, 8 ndf)
         elif self.image_size == 128:
