@@ -229,8 +229,18 @@ def upsample_conv3x3(x: Array, w: Array, method: str = "auto") -> Array:
     z = _phase_conv(x, _phase_kernel(w))  # (B, H + 1, W + 1, 4·Co); position p reads rows p-1, p
     z = z.reshape(b, h + 1, wd + 1, 2, 2, co)
     # Phase (a, b) of output pixel (i, j) sits at z[i + a, j + b, a, b].
-    rows = [jnp.stack([z[:, a : a + h, c : c + wd, a, c] for c in (0, 1)], axis=3) for a in (0, 1)]
-    return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * wd, co)  # (B, H, 2, W, 2, Co) -> NHWC
+    return _interleave_phases([[z[:, a : a + h, c : c + wd, a, c] for c in (0, 1)] for a in (0, 1)])
+
+
+def _interleave_phases(phases: list[list[Array]]) -> Array:
+    """``phases[a][b]`` (B, H, W, C) -> (B, s_h·H, s_w·W, C) with it at rows ≡ a, columns ≡ b.
+
+    The inverse of :func:`_space_to_depth` for phases given as separate arrays.
+    """
+    rows = [jnp.stack(row, axis=3) for row in phases]  # each (B, H, W, s_w, C)
+    x = jnp.stack(rows, axis=2)  # (B, H, s_h, W, s_w, C)
+    b, h, sh, w, sw, c = x.shape
+    return x.reshape(b, h * sh, w * sw, c)
 
 
 class UpsampleConv3x3(nn.Module):
@@ -567,7 +577,7 @@ def _max_pool_bwd(window, strides, res, g):
     # contribution instead of an interior-padded pad to the full input size. Inception's
     # stride-2 pools: ~3x less to write than k_h·k_w full-size pads (Mixed_7a's 9 pads of
     # 4×17²×768 took 17 ms on 2 cores). Each element of dx sums the same terms in the same (tap)
-    # order as before, so the values are unchanged.
+    # order as a sum of full-size pads would, so the values are the same.
     hp, wp = -(-h // sh), -(-w // sw)
     taken = jnp.zeros(out.shape, bool)
     zero = jnp.zeros((), g.dtype)
@@ -586,11 +596,7 @@ def _max_pool_bwd(window, strides, res, g):
         key = (i % sh, j % sw)
         phases[key] = placed + phases[key] if key in phases else placed
     none = jnp.zeros((b, hp, wp, c), g.dtype)  # a phase no tap reaches (stride > window)
-    rows = [
-        jnp.stack([phases.get((pi, pj), none) for pj in range(sw)], axis=3)  # (B, hp, wp, s_w, C)
-        for pi in range(sh)
-    ]
-    dx = jnp.stack(rows, axis=2).reshape(b, hp * sh, wp * sw, c)  # interleave the phases
+    dx = _interleave_phases([[phases.get((pi, pj), none) for pj in range(sw)] for pi in range(sh)])
     return (dx[:, :h, :w],)
 
 
