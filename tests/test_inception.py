@@ -288,3 +288,48 @@ def test_avg_pool3x3_same_matches_flax(include_pad):
         lambda c: jax.vjp(lambda v: avg_pool3x3_same(v, include_pad), x)[1](c)[0], (ct,), (ct,)
     )
     np.testing.assert_allclose(gg[1], g_ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+@pytest.mark.parametrize("train", [False, True])
+def test_pool_branch_convolves_before_pooling(include_pad, train):
+    """The pool branches' 1x1 conv before the 3x3 average pool: same outputs, gradients, stats."""
+    from attngan_jax.models.inception import BasicConv2d, _conv_then_avg_pool
+    from attngan_jax.models.layers import avg_pool3x3_same
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(3, 6, 7, 16)).astype(np.float32))
+    unit = BasicConv2d(5, 1)
+    variables = unit.init(jax.random.key(0), x, False)
+    variables = {  # unit-scale conv outputs, running statistics away from 0/1
+        "params": jax.tree.map(lambda v: v * 10, variables["params"]),
+        "batch_stats": {"bn": {"mean": jnp.full((5,), 0.2), "var": jnp.full((5,), 2.0)}},
+    }
+    mutable = ["batch_stats"] if train else False
+
+    def pool_first(v, x):
+        return unit.apply(v, avg_pool3x3_same(x, include_pad), train, mutable=mutable)
+
+    def conv_first(v, x):
+        return unit.apply(
+            v,
+            x,
+            include_pad,
+            train,
+            mutable=mutable,
+            method=lambda m, *a: _conv_then_avg_pool(m, *a),
+        )
+
+    ref, got = pool_first(variables, x), conv_first(variables, x)
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    assert float(jnp.std(jax.tree.leaves(ref)[0])) > 0.1  # not all clipped by the ReLU
+
+    ct = jnp.asarray(rng.normal(size=(3, 6, 7, 5)).astype(np.float32))
+
+    def loss(f):
+        return lambda x: jnp.sum(jax.tree.leaves(f(variables, x))[0] * ct)
+
+    np.testing.assert_allclose(
+        jax.grad(loss(conv_first))(x), jax.grad(loss(pool_first))(x), rtol=1e-5, atol=1e-5
+    )

@@ -68,8 +68,31 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+class _ConvKernel(nn.Module):
+    """The ``kernel`` parameter of a bias-free ``nn.Conv`` (same name, shape and initialiser).
+
+    Attributes:
+        features: output channels.
+        kernel_size: (kh, kw).
+    """
+
+    features: int
+    kernel_size: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, in_features: int) -> Array:
+        """-> (kh, kw, in_features, features) float32."""
+        shape = (*self.kernel_size, in_features, self.features)
+        init = nn.initializers.truncated_normal(0.1)  # torchvision's init
+        return self.param("kernel", init, shape, jnp.float32)
+
+
 class BasicConv2d(nn.Module):
     """torchvision ``BasicConv2d``: Conv2d (no bias) -> BatchNorm (eps 1e-3) -> ReLU.
+
+    Besides ``__call__`` it exposes its two halves, :meth:`convolve` and :meth:`activate`, so that
+    a block can move a linear op between them (the pool branches, :func:`_conv_then_avg_pool`).
+    Parameters are ``conv/kernel`` (as ``nn.Conv``'s) and ``bn/...``.
 
     Attributes:
         features: output channels.
@@ -85,28 +108,50 @@ class BasicConv2d(nn.Module):
     padding: int | tuple[int, int] = 0
     dtype: Dtype | None = None
 
-    @nn.compact
+    def setup(self):  # noqa: D102
+        self.conv = _ConvKernel(self.features, _pair(self.kernel))
+        self.bn = BatchNorm(epsilon=1e-3, dtype=self.dtype)
+
     def __call__(self, x: Array, train: bool) -> Array:
         """(B, H, W, C_in) -> (B, H', W', features)."""
+        return self.activate(self.convolve(x), train)
+
+    def convolve(self, x: Array) -> Array:
+        """The convolution alone: (B, H, W, C_in) -> (B, H', W', features)."""
+        kernel = self.conv(x.shape[-1])
+        dtype = self.dtype or jnp.result_type(x, kernel)
         ph, pw = _pair(self.padding)
-        x = nn.Conv(
-            self.features,
-            _pair(self.kernel),
-            strides=(self.stride, self.stride),
-            padding=((ph, ph), (pw, pw)),
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nn.initializers.truncated_normal(0.1),  # torchvision's init
-            name="conv",
-        )(x)
-        x = BatchNorm(epsilon=1e-3, dtype=self.dtype, name="bn")(x, train)
-        return nn.relu(x)
+        return jax.lax.conv_general_dilated(
+            x.astype(dtype),
+            kernel.astype(dtype),
+            (self.stride, self.stride),
+            ((ph, ph), (pw, pw)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+
+    def activate(self, y: Array, train: bool) -> Array:
+        """BatchNorm and ReLU of a convolution output (B, H', W', features)."""
+        return nn.relu(self.bn(y, train))
 
 
-def _avg_pool3(x: Array, include_pad: bool) -> Array:
-    """3x3 average pool, stride 1, padding 1 (torch ``count_include_pad`` as given)."""
-    return avg_pool3x3_same(x, count_include_pad=include_pad)
+def _conv_then_avg_pool(unit: BasicConv2d, x: Array, include_pad: bool, train: bool) -> Array:
+    """A pool branch, ``unit(avg_pool3x3(x))``, with the 1x1 convolution before the pool.
+
+    The 3x3 average pool (stride 1, padding 1, torch ``count_include_pad`` as given) and the 1x1
+    convolution are both linear and act on different axes (the pool's divisor depends on the pixel
+    only), so they commute: the pool then runs on the convolution's 32-192 channels instead of the
+    block input's 192-2048, forward and in the input gradient. Equal up to float summation order.
+
+    Args:
+        unit: the branch's 1x1 stride-1 :class:`BasicConv2d` (``branch_pool``).
+        x: (B, H, W, C) block input.
+        include_pad: torch ``count_include_pad``.
+        train: BatchNorm mode.
+
+    Returns:
+        (B, H, W, unit.features).
+    """
+    return unit.activate(avg_pool3x3_same(unit.convolve(x), count_include_pad=include_pad), train)
 
 
 def _max_pool3s2(x: Array) -> Array:
@@ -131,8 +176,8 @@ class InceptionA(nn.Module):
         b3 = c(64, 1, 0, "branch3x3dbl_1")(x, train)
         b3 = c(96, 3, 1, "branch3x3dbl_2")(b3, train)
         b3 = c(96, 3, 1, "branch3x3dbl_3")(b3, train)
-        bp = _avg_pool3(x, include_pad=not self.fid_variant)
-        bp = c(self.pool_features, 1, 0, "branch_pool")(bp, train)
+        pool = c(self.pool_features, 1, 0, "branch_pool")
+        bp = _conv_then_avg_pool(pool, x, not self.fid_variant, train)
         return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
@@ -172,8 +217,8 @@ class InceptionC(nn.Module):
         bd = c(c7, (1, 7), (0, 3), "branch7x7dbl_3")(bd, train)
         bd = c(c7, (7, 1), (3, 0), "branch7x7dbl_4")(bd, train)
         bd = c(192, (1, 7), (0, 3), "branch7x7dbl_5")(bd, train)
-        bp = _avg_pool3(x, include_pad=not self.fid_variant)
-        bp = c(192, 1, 0, "branch_pool")(bp, train)
+        pool = c(192, 1, 0, "branch_pool")
+        bp = _conv_then_avg_pool(pool, x, not self.fid_variant, train)
         return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
@@ -211,6 +256,8 @@ class InceptionE(nn.Module):
     def __call__(self, x: Array, train: bool) -> Array:
         """(B, 8, 8, C) -> (B, 8, 8, 2048)."""
         c = lambda f, k, p, n: BasicConv2d(f, k, 1, p, self.dtype, name=n)  # noqa: E731
+        if self.pool not in ("avg", "avg_exclude_pad", "max"):
+            raise ValueError(f"unknown pool {self.pool!r}")
         b1 = c(320, 1, 0, "branch1x1")(x, train)
         b3 = c(384, 1, 0, "branch3x3_1")(x, train)
         b3 = jnp.concatenate(
@@ -229,13 +276,11 @@ class InceptionE(nn.Module):
             ],
             axis=-1,
         )
+        pool = c(192, 1, 0, "branch_pool")
         if self.pool == "max":
-            bp = max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1)))
-        elif self.pool in ("avg", "avg_exclude_pad"):
-            bp = _avg_pool3(x, include_pad=self.pool == "avg")
+            bp = pool(max_pool(x, (3, 3), (1, 1), ((1, 1), (1, 1))), train)
         else:
-            raise ValueError(f"unknown pool {self.pool!r}")
-        bp = c(192, 1, 0, "branch_pool")(bp, train)
+            bp = _conv_then_avg_pool(pool, x, self.pool == "avg", train)
         return jnp.concatenate([b1, b3, bd, bp], axis=-1)
 
 
