@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
@@ -196,7 +195,7 @@ def run_loop(
             first = None
         log.info("%s: resumed from step %d in %s", name, start, workdir)
     else:
-        args = init_args()
+        args = sharding.put_leafwise(init_args, repl)  # host copies freed leaf by leaf
         donate = tuple(range(len(args)))
         # Jitted through a fresh function: JAX's trace and executable caches are keyed on the
         # function, and ``init_fn`` lives as long as this loop, so jitting it directly would keep
@@ -347,7 +346,7 @@ def load_encoders(config, directory: str) -> Any:
             f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
             "emb_dim differ); train DAMSM on the same prepared dataset or fix --config.model.*"
         )
-    return jax.tree_util.tree_map(jnp.asarray, enc)
+    return enc  # numpy: run_loop moves it to the devices leaf by leaf (sharding.put_leafwise)
 
 
 def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:

@@ -38,7 +38,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attngan_jax import config_lib, damsm_train, gan_train, sampling  # noqa: E402
+from attngan_jax import config_lib, damsm_train, gan_train, sampling, sharding  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
 
 
@@ -121,7 +121,9 @@ def build(preset: str, config, batch: int):
 
         def damsm_args():  # the frozen trunk comes from a file, as in train_lib.run_damsm
             init = lambda k, t: damsm_train.init_state(config, k, 299, tx, t)  # noqa: E731
-            trunk = random_like(damsm_train.trunk_shapes(config, 299))
+            trunk = sharding.put_leafwise(  # host copies freed leaf by leaf, as run_loop does
+                lambda: random_like(damsm_train.trunk_shapes(config, 299))
+            )
             state = jax.jit(init, donate_argnums=1)(jax.random.key(0), trunk)
             return state, make_batch(config, batch)
 
@@ -143,8 +145,9 @@ def build(preset: str, config, batch: int):
         return sampling._generate_fn(config.to_json()).__wrapped__, (), sample_args
 
     def gan_args():
-        enc = encoders_for(config, max(config.data.image_sizes))
-        state = jax.jit(lambda e: gan_train.init_state(config, jax.random.key(0), e))(enc)
+        enc = sharding.put_leafwise(lambda: encoders_for(config, max(config.data.image_sizes)))
+        init = lambda e: gan_train.init_state(config, jax.random.key(0), e)  # noqa: E731
+        state = jax.jit(init, donate_argnums=0)(enc)
         return state, make_batch(config, batch)
 
     words = shapes.IXTOWORD if kind == "shapes" else None  # hard negatives

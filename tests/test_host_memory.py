@@ -69,3 +69,39 @@ def test_reexec_restarts_the_process_once_with_the_tunables():
     ).stdout.split("\n")
     assert out[:2] == ["start", "start"]  # ran twice: the exec replaced the first process
     assert out[2] == "glibc.malloc.hugetlb=1 1 ['--flag=1']"
+
+
+def test_put_leafwise_releases_each_host_array_once_copied(monkeypatch):
+    import weakref
+
+    import jax
+    import numpy as np
+
+    from attngan_jax import sharding
+
+    refs = []
+
+    def make():
+        # float64: converted to float32 on the way, so no device array aliases its host array
+        # (jax's CPU client may keep a matching aligned numpy buffer instead of copying it)
+        tree = {"a": np.arange(6.0).reshape(2, 3), "b": [np.ones(4), np.zeros(())]}
+        refs.extend(weakref.ref(x) for x in jax.tree_util.tree_leaves(tree))
+        return tree
+
+    alive_at_put = []
+    put = jax.device_put
+
+    def counting_put(x, *a, **k):
+        alive_at_put.append(sum(r() is not None for r in refs))
+        return put(x, *a, **k)
+
+    assert not jax.config.jax_enable_x64
+    monkeypatch.setattr(sharding.jax, "device_put", counting_put)
+    mesh = sharding.make_mesh()
+    out = sharding.put_leafwise(make, sharding.replicated(mesh))
+    monkeypatch.undo()
+    assert alive_at_put == [3, 2, 1]  # the host copies before each put: earlier ones are gone
+    assert all(r() is None for r in refs)
+    assert jax.tree_util.tree_structure(out) == jax.tree_util.tree_structure({"a": 0, "b": [0, 0]})
+    np.testing.assert_array_equal(out["a"], np.arange(6.0).reshape(2, 3))
+    assert out["b"][0].dtype == np.float32 and out["a"].sharding == sharding.replicated(mesh)
