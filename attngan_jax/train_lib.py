@@ -30,7 +30,7 @@ from attngan_jax import damsm_train, export, gan_train, sharding
 from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
-from attngan_jax.host_memory import release_freed_host_memory, release_trace_caches
+from attngan_jax.host_memory import release_freed_host_memory
 from attngan_jax.observe import MetricWriter, check_finite, progress
 
 log = logging.getLogger(__name__)
@@ -109,15 +109,8 @@ class _AotStep:
         self._compiled = None
 
     def compile(self, *args) -> None:
-        """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``s).
-
-        Between tracing and XLA's compile it clears JAX's in-memory trace and compilation caches
-        (``host_memory.release_trace_caches``): the step's jaxpr and the initialiser's abstract trace are
-        not needed once the step is lowered, and XLA's compile peaks on top of them.
-        """
-        lowered = self._jitted.lower(*args)
-        release_trace_caches()
-        self._compiled = lowered.compile()
+        """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``s)."""
+        self._compiled = self._jitted.lower(*args).compile()
         release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
 
     def __call__(self, *args):

@@ -195,7 +195,6 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     # function) let go of the initialiser's trace afterwards, as run_loop's are (~0.1 GB).
     t0 = time.perf_counter()
     lowered = jitted.lower(*jax.eval_shape(lambda: make_args()))
-    host_memory.release_trace_caches()  # as train_lib._AotStep.compile, before XLA's compile
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()

@@ -413,25 +413,3 @@ def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
     np.testing.assert_array_equal(step(jnp.ones(5)), 2 * np.ones(5))  # a shape it was not built for
     assert step._compiled is False and traces[-1] == (5,)
     release_freed_host_memory()  # callable anywhere; a no-op off glibc
-
-
-def test_aot_step_drops_jax_trace_caches_between_lowering_and_compiling(monkeypatch):
-    from attngan_jax import host_memory, train_lib
-
-    other = jax.jit(lambda x: x - 1)
-    other(jnp.ones(2))
-    assert other._cache_size() == 1
-    events = []
-    real_release = host_memory.release_trace_caches
-
-    def release():
-        events.append("release")
-        real_release()
-
-    monkeypatch.setattr(train_lib, "release_trace_caches", release)
-    step = train_lib._AotStep(jax.jit(lambda x: (events.append("trace"), x * 2)[1]))
-    step.compile(jax.ShapeDtypeStruct((3,), jnp.float32))
-    assert events == ["trace", "release"]  # traced (lowered) first, caches dropped, then compiled
-    assert other._cache_size() == 0  # process-wide: another function's trace is gone too
-    np.testing.assert_array_equal(step(jnp.ones(3)), 2 * np.ones(3))
-    np.testing.assert_array_equal(other(jnp.ones(2)), np.zeros(2))  # and traces again when called
