@@ -334,7 +334,7 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
 
 
 def load_encoders(config, directory: str) -> Any:
-    """DAMSM encoders of a model directory, checked against this config's shapes."""
+    """DAMSM encoders of a model directory (numpy arrays), checked against this config's shapes."""
     enc = export.load_damsm(directory)
     params, _ = jax.eval_shape(
         lambda: damsm_train.init_variables(config, jax.random.key(0), max(config.data.image_sizes))

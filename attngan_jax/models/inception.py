@@ -108,7 +108,8 @@ class BasicConv2d(nn.Module):
     padding: int | tuple[int, int] = 0
     dtype: Dtype | None = None
 
-    def setup(self):  # noqa: D102
+    def setup(self):
+        """Declares the ``conv`` kernel and the ``bn`` BatchNorm (torchvision's names)."""
         self.conv = _ConvKernel(self.features, _pair(self.kernel))
         self.bn = BatchNorm(epsilon=1e-3, dtype=self.dtype)
 
