@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/inception_layers.py [--batch_size=4] [--size=299] [--top=20] [--json=FILE]
+    python benchmarks/inception_layers.py [--batch_size=4] [--size=299] [--top=20] [--json=FILE] \
+        [--torch [--threads=2]]
 
 Times, on random weights and images, (1) the whole trunk (``models.inception.InceptionTrunk``,
 eval-mode BatchNorm as in the GAN step) forward, and forward + gradient w.r.t. the input images
@@ -12,6 +13,11 @@ forward, and gradient w.r.t. its input. The sums show how much of the trunk's ba
 convolution and how much is everything else (ReLU/BatchNorm masks, pool gradients, concatenation
 splits, kernel transposes); the per-layer rates (GFLOP/s) show how close each convolution runs to
 the CPU's matmul rate (best of 7 1,024² matmuls, printed for reference). Medians of ``--repeats`` calls.
+
+``--torch`` (needs ``pip install torch==2.13.0``) also times the original's ``CNN_ENCODER``
+(``benchmarks/torch_models.py``: the same trunk plus its two small embedding heads, eval mode,
+frozen weights) on the same input, forward and forward + input gradient, with ``--threads`` threads:
+the DAMSM term side by side, which bounds the speed-up of the GAN iterations it dominates (birds64).
 """
 
 from __future__ import annotations
@@ -47,25 +53,29 @@ def median_ms(f, *args, repeats: int = 7) -> float:
 
 
 def trunk_convs(model, variables, x) -> list[dict]:
-    """Every ``nn.Conv`` call of the trunk: name, input shape, kernel, strides, padding."""
+    """Every convolution of the trunk (``BasicConv2d.convolve``): name, input, kernel, strides."""
     convs = []
 
     def record(next_fun, args, kwargs, context):
         m = context.module
-        if isinstance(m, nn.Conv) and context.method_name == "__call__":
+        if isinstance(m, inception.BasicConv2d) and context.method_name == "convolve":
+            (kh, kw), (ph, pw) = inception._pair(m.kernel), inception._pair(m.padding)
             convs.append(
                 {
-                    "name": "/".join(m.scope.path[-3:-1]),
+                    "name": "/".join(m.scope.path[-2:]),
                     "x_shape": tuple(args[0].shape),
-                    "kernel": (*m.kernel_size, args[0].shape[-1], m.features),
-                    "strides": tuple(m.strides),
-                    "padding": tuple(tuple(p) for p in m.padding),
+                    "kernel": (kh, kw, args[0].shape[-1], m.features),
+                    "strides": (m.stride, m.stride),
+                    "padding": ((ph, ph), (pw, pw)),
                 }
             )
         return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(record):
         jax.eval_shape(lambda v, x: model.apply(v, x), variables, x)
+    expected = sum(max(1, len(units)) for _, units in inception.TRUNK_LAYOUT)  # 94
+    if len(convs) != expected:
+        raise RuntimeError(f"recorded {len(convs)} of the trunk's {expected} convolutions")
     return convs
 
 
@@ -96,6 +106,44 @@ def time_conv(c: dict, repeats: int) -> dict:
     }
 
 
+def torch_encoder_ms(batch: int, size: int, repeats: int, threads: int) -> dict:
+    """The original's CNN_ENCODER forward and forward + input gradient, median ms (needs torch)."""
+    import torch
+    import torch_models
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    encoder = torch_models.CNN_ENCODER().eval()
+    for p in encoder.parameters():
+        p.requires_grad_(False)  # frozen, as in the G loss: input gradients only
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+
+    def fwd():
+        with torch.no_grad():
+            return encoder(x)
+
+    def fwd_dx():
+        xi = x.clone().requires_grad_(True)
+        features, code = encoder(xi)
+        (features.sum() + code.sum()).backward()
+        return xi.grad
+
+    def median(f):
+        f()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return 1e3 * float(np.median(times))
+
+    return {
+        "torch_fwd_ms": median(fwd),
+        "torch_fwd_dx_ms": median(fwd_dx),
+        "torch_threads": threads,
+    }
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch_size", type=int, default=4)
@@ -103,6 +151,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--top", type=int, default=20, help="layers listed, largest dx - fwd first")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--torch", action="store_true", help="also time the original (PyTorch)")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (--torch)")
     a = ap.parse_args(argv)
 
     model = inception.InceptionTrunk()
@@ -131,6 +181,12 @@ def main(argv=None) -> dict:
         f"forward + input gradient {res['trunk_fwd_dx_ms']:.0f} ms "
         f"(1,024² matmul: {res['matmul_gflop_s']:.0f} GFLOP/s)"
     )
+    if a.torch:
+        res.update(torch_encoder_ms(a.batch_size, a.size, a.repeats, a.threads))
+        print(
+            f"the original's CNN_ENCODER, {a.threads} threads: forward {res['torch_fwd_ms']:.0f} ms, "
+            f"forward + input gradient {res['torch_fwd_dx_ms']:.0f} ms"
+        )
 
     layers = [time_conv(c, a.repeats) for c in trunk_convs(model, variables, x)]
     res["layers"] = layers
