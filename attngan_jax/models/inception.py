@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from attngan_jax.models.layers import BatchNorm, Dtype, avg_pool3x3_same, max_pool
+from attngan_jax.models.layers import BatchNorm, Dtype, avg_pool3x3_same, conv2d, max_pool
 from attngan_jax.models.resize import resize_bilinear
 
 Array = jax.Array
@@ -122,13 +122,8 @@ class BasicConv2d(nn.Module):
         kernel = self.conv(x.shape[-1])
         dtype = self.dtype or jnp.result_type(x, kernel)
         ph, pw = _pair(self.padding)
-        return jax.lax.conv_general_dilated(
-            x.astype(dtype),
-            kernel.astype(dtype),
-            (self.stride, self.stride),
-            ((ph, ph), (pw, pw)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
+        s = (self.stride, self.stride)
+        return conv2d(x.astype(dtype), kernel.astype(dtype), s, ((ph, ph), (pw, pw)), grad="xla")
 
     def activate(self, y: Array, train: bool) -> Array:
         """BatchNorm and ReLU of a convolution output (B, H', W', features)."""
