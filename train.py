@@ -11,6 +11,8 @@ from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX st
 if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
     host_memory.reexec_with_malloc_tunables()
 
+import sys  # noqa: E402
+
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
@@ -35,7 +37,11 @@ def main(argv):
         f"attngan-jax: phase={config.phase} dataset={config.data.name} workdir={workdir}",
         flush=True,
     )
-    summary = train_lib.train_and_evaluate(config, workdir)
+    try:
+        summary = train_lib.train_and_evaluate(config, workdir)
+    except train_lib.Preempted as e:  # a checkpoint was written: a message, not a traceback
+        print(f"\n{e}", file=sys.stderr, flush=True)
+        sys.exit(128 + e.signum)
     print(f"done; summary in {workdir}/summary.json: final step {summary.get('final_step')}")
 
 

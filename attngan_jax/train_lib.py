@@ -37,7 +37,16 @@ log = logging.getLogger(__name__)
 
 
 class Preempted(RuntimeError):
-    """Raised after a SIGTERM/SIGINT checkpoint so the caller stops without an export."""
+    """Raised after a SIGTERM/SIGINT checkpoint so the caller stops without an export.
+
+    Attributes:
+        signum: the signal that asked to stop (``train.py`` exits with ``128 + signum``, the
+            shell's status for a process ended by that signal).
+    """
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 # ----------------------------------------------------------------------------- data
@@ -236,7 +245,8 @@ def run_loop(
                 ckpt.wait()
                 raise Preempted(
                     f"{name}: stopped by signal {flag.signum} at step {done}; resume "
-                    f"with the same --workdir"
+                    f"with the same --workdir",
+                    flag.signum,
                 )
             ckpt.save(done, state, extra, force=done == total_steps)
         bar.close()

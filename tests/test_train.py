@@ -298,6 +298,39 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
     assert "SHARDED_OK" in r.stdout, r.stderr[-3000:]
 
 
+def test_train_py_reports_preemption_without_traceback(tmp_path):
+    """``train.py`` turns ``Preempted`` into one line on stderr and the signal's exit status."""
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        from absl import flags
+        spec = importlib.util.spec_from_file_location("train_main", {os.path.join(REPO, "train.py")!r})
+        train = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(train)  # not __main__: no re-exec, no app.run
+
+        def preempted(config, workdir):
+            raise train.train_lib.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
+
+        train.train_lib.train_and_evaluate = preempted
+        flags.FLAGS(["train.py", "--config={os.path.join(REPO, "configs", "shapes.py")}:tiny",
+                     "--workdir={tmp_path}"])
+        train.main([])
+        """
+    )
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO,
+    )
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr[-3000:]
+    assert "damsm: stopped by signal 15 at step 7; resume" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+
+
 def test_generator_loss_matches_reference_fixture(parity_dir):
     """``gan_train.generator_loss`` (the G loss the step optimises) equals ``e_gan_losses``."""
     from attngan_jax.convert.discriminator import convert_discriminator
