@@ -217,8 +217,8 @@ def run_loop(
     flag = install_preemption_handler()
     host_metrics: dict[str, float] = {}
     t_last, n_last = time.time(), start
+    bar = progress(total_steps, initial=start, desc=name)
     try:
-        bar = progress(total_steps, initial=start, desc=name)
         for step in range(start, total_steps):
             if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
                 state = on_epoch(step // steps_per_epoch, state)
@@ -249,8 +249,8 @@ def run_loop(
                     flag.signum,
                 )
             ckpt.save(done, state, extra, force=done == total_steps)
-        bar.close()
     finally:
+        bar.close()  # before a Preempted/error message, not redrawn after it at exit
         ckpt.close()
         writer.flush()
         flag.uninstall()
