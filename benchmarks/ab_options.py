@@ -13,8 +13,9 @@ plus the library's CPU flags) and **B** with the given ``DebugOptions`` fields o
 error. Two benchmark processes run minutes apart differ by 10-15 % on a shared 2-core machine;
 pairs taken seconds apart cancel most of that drift, so a 2-3 % change is visible after ~12 pairs.
 
-Option values: ``true``/``false``, integers, or strings. An option XLA does not know fails at the
-second compile with ``No such compile option``.
+Option values: ``true``/``false``, integers, or strings. The options are first tried on a tiny
+function, so one XLA does not know (or a value of the wrong type) is reported with XLA's message
+before the preset's compile starts.
 """
 
 from __future__ import annotations
@@ -89,21 +90,16 @@ def run(preset: str, batch: int, pairs: int, options: dict) -> dict:
     del lowered
     host_memory.release_freed_host_memory()
     args = make_args()
-
-    def call(compiled, args):
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        return (out[0], *args[1:]) if donate else args  # a train step returns its new state first
-
+    stateful = bool(donate)
     for compiled in (compiled_a, compiled_b):  # warm-up of each
-        args = call(compiled, args)
+        args = train_step.call_step(compiled, args, stateful)
     times = {"a": [], "b": []}
     for i in range(pairs):
         order = ("a", "b") if i % 2 == 0 else ("b", "a")
         for key in order:
             compiled = compiled_a if key == "a" else compiled_b
             t = time.perf_counter()
-            args = call(compiled, args)
+            args = train_step.call_step(compiled, args, stateful)
             times[key].append((time.perf_counter() - t) * 1e3)
     a_ms, b_ms = np.asarray(times["a"]), np.asarray(times["b"])
     return {

@@ -183,6 +183,17 @@ def matmul_flops(n: int = 1024, repeats: int = 7) -> float:
     return 2 * n**3 / best
 
 
+def call_step(compiled, args: tuple, stateful: bool) -> tuple:
+    """Calls a compiled preset step and waits for it; returns the next call's arguments.
+
+    A training step (``stateful``: its state is donated) returns its new state first, which
+    replaces ``args[0]``; the sampler's arguments are reused as they are.
+    """
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    return (out[0], *args[1:]) if stateful else args
+
+
 def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     """Builds, compiles and times a preset; returns the result dict."""
     load0 = bc.loadavg()
@@ -204,18 +215,12 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     host_memory.release_freed_host_memory()  # as train_lib.run_loop after initialising the state
     flops, nbytes = cost(compiled)
     stateful = bool(donate)
-
-    def call(args):
-        out = compiled(*args)
-        jax.block_until_ready(out)
-        return (out[0], *args[1:]) if stateful else args
-
-    args = call(args)  # warm-up
+    args = call_step(compiled, args, stateful)  # warm-up
     startup_s = time.perf_counter() - _T_START
     times, cpu = [], []
     for _ in range(steps):
         t, c = time.perf_counter(), time.process_time()
-        args = call(args)
+        args = call_step(compiled, args, stateful)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     dev = jax.devices()[0]
