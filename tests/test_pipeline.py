@@ -202,16 +202,38 @@ def test_determinism_and_resume(prepared):
     assert all(same(x, next(resumed)) for x in expected)
 
 
-def test_shards_are_disjoint(prepared):
-    indices = []
-    for shard in (0, 1, 2):
-        ld = loader(prepared, global_batch_size=6, shard_index=shard, shard_count=3, num_epochs=1)
-        batches = take(ld, 2)
-        with pytest.raises(StopIteration):
-            take(ld, 3)
-        indices.append(np.concatenate([b["index"] for b in batches]).tolist())
-        assert len(indices[-1]) == len(set(indices[-1])) == 4
-    assert sorted(sum(indices, [])) == list(range(N_TRAIN))
+@pytest.mark.parametrize("sizes", [SIZES, (8, 16, 32)])
+def test_host_blocks_make_the_single_process_batch(prepared, sizes):
+    """N hosts' blocks, in process order, are exactly the batches of one process (any shard count)."""
+    kw = dict(global_batch_size=6, num_epochs=2, image_sizes=sizes)
+    ref = take(loader(prepared, shard_index=0, shard_count=1, **kw), 4)
+    for count in (2, 3):
+        blocks = [
+            take(loader(prepared, shard_index=i, shard_count=count, **kw), 4) for i in range(count)
+        ]
+        for step, want in enumerate(ref):
+            got = {k: np.concatenate([b[step][k] for b in blocks]) for k in want}
+            assert same(want, got), (count, step)
+            assert all(len(b[step]["index"]) == 6 // count for b in blocks)
+    # one epoch holds every record once
+    ids = np.concatenate([b["index"] for b in ref[:2]]).tolist()
+    assert sorted(ids) == list(range(N_TRAIN))
+
+
+def test_host_block_resumes_from_its_state(prepared):
+    kw = dict(global_batch_size=6, shard_index=1, shard_count=2, seed=3)
+    it = iter(loader(prepared, **kw))
+    next(it)
+    state = it.get_state()
+    want = next(it)
+    resumed = iter(loader(prepared, **kw))
+    resumed.set_state(state)
+    assert same(want, next(resumed))
+
+
+def test_batch_that_does_not_split_names_the_nearest_sizes(prepared):
+    with pytest.raises(ValueError, match="nearest: 4 or 6"):
+        loader(prepared, global_batch_size=5, shard_index=0, shard_count=2)
 
 
 def test_worker_count_gives_same_batches(prepared):

@@ -14,12 +14,19 @@ position. The same ``(seed, shard_index, shard_count)`` therefore gives the same
 ``worker_count``, and ``iterator.get_state()`` / ``set_state()`` restore the exact position (grain
 requires the restoring loader to have the same ``worker_count``, sampler and dataset/split).
 
-Each host batch is sorted by caption length, descending (the original's ``prepare_data``; stable,
-so ties keep sampling order). The discriminator's mismatched pairs in the original are image b with
-caption b + 1 (``real[:B-1]`` with ``sent[1:B]``), i.e. the shift by one *inside that sorted batch*.
-The original ran one process; with several hosts the global batch is the concatenation of the
-sorted host blocks (in process order), so a shift over the global batch is the original's shift
-inside each block plus one cross-block pair per boundary (still a mismatched pair).
+Each batch is sorted by caption length, descending (the original's ``prepare_data``; stable, so
+ties keep sampling order). The discriminator's mismatched pairs in the original are image b with
+caption b + 1 (``real[:B-1]`` with ``sent[1:B]``), i.e. the shift by one inside that sorted batch.
+
+Several hosts: the global batches do not depend on the number of processes. Every host runs the
+same global sampler (same seed, all records) and draws the same per-example randomness (caption,
+word dropping, crop offsets, flip) for every example of the global batch, sorts the global batch,
+and then decodes only its own block of ``global_batch_size // shard_count`` rows (blocks in process
+order, as ``jax.make_array_from_process_local_data`` lays them out). So N processes train on
+exactly the batches one process sees. The price: every host reads each record of the global batch
+(the encoded bytes, not decoded) to draw its caption; only its block's images are decoded. The
+loader state (``get_state``) is the position in the global stream, the same on every host; each
+host still saves and restores its own (``attngan_jax.checkpoint``).
 
 Workers: ``worker_count=0`` runs everything in the calling thread. ``worker_count=n`` starts n grain
 worker processes (decode + PIL transforms are CPU bound and hold the GIL) that each build whole
@@ -59,13 +66,9 @@ def scale_shorter_side(img: Image.Image, size: int) -> Image.Image:
     Returns:
         The resized image (unchanged if the shorter side already equals ``size``).
     """
-    w, h = img.size
-    if (w <= h and w == size) or (h <= w and h == size):
+    ow, oh = _scaled_size(*img.size, size)
+    if (ow, oh) == img.size:
         return img
-    if w < h:
-        ow, oh = size, int(size * h / w)
-    else:
-        oh, ow = size, int(size * w / h)
     return img.resize((ow, oh), Image.BILINEAR)
 
 
@@ -73,6 +76,69 @@ def to_unit_range(img: Image.Image) -> np.ndarray:
     """``Normalize(0.5, 0.5)(ToTensor(img))`` in NHWC: (H, W, 3) float32 in [-1, 1]."""
     x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     return (x - np.float32(0.5)) / np.float32(0.5)
+
+
+def _scaled_size(w: int, h: int, size: int) -> tuple[int, int]:
+    """The ``(width, height)`` :func:`scale_shorter_side` gives a ``w x h`` image."""
+    if (w <= h and w == size) or (h <= w and h == size):
+        return w, h
+    if w < h:
+        return size, int(size * h / w)
+    return int(size * w / h), size
+
+
+def crop_params(
+    image_size: tuple[int, int],
+    image_sizes: Sequence[int],
+    rng: np.random.Generator | None,
+    random_crop: bool = True,
+    random_flip: bool = True,
+) -> tuple[int, int, bool]:
+    """The random decisions of :func:`image_pyramid`, from the image's size alone.
+
+    Args:
+        image_size: ``(width, height)`` of the decoded image (PIL's ``Image.size``, which PIL
+            reads from the file header without decoding the pixels).
+        image_sizes: pyramid sizes; the largest is the crop size.
+        rng: generator for crop offsets and flip (unused when both are off).
+        random_crop: see :func:`image_pyramid`.
+        random_flip: see :func:`image_pyramid`.
+
+    Returns:
+        ``(top, left, flip)`` of the crop in the rescaled image.
+    """
+    max_size = max(image_sizes)
+    w, h = _scaled_size(*image_size, int(max_size * 76 / 64) if random_crop else max_size)
+    if random_crop:
+        top = int(rng.integers(0, h - max_size + 1))
+        left = int(rng.integers(0, w - max_size + 1))
+    else:  # torchvision CenterCrop
+        top = int(round((h - max_size) / 2.0))
+        left = int(round((w - max_size) / 2.0))
+    flip = bool(random_flip and rng.random() < 0.5)
+    return top, left, flip
+
+
+def apply_crop(
+    image: np.ndarray | Image.Image,
+    image_sizes: Sequence[int],
+    top: int,
+    left: int,
+    flip: bool,
+    random_crop: bool = True,
+) -> dict[int, np.ndarray]:
+    """Rescale, crop at ``(top, left)``, flip and build the pyramid (see :func:`image_pyramid`)."""
+    max_size = max(image_sizes)
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    img = scale_shorter_side(img, int(max_size * 76 / 64) if random_crop else max_size)
+    crop = img.crop((left, top, left + max_size, top + max_size))
+    if flip:
+        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+    out = {}
+    for size in image_sizes:
+        scaled = crop if size == max_size else crop.resize((size, size), Image.BILINEAR)
+        out[size] = to_unit_range(scaled)
+    return out
 
 
 def image_pyramid(
@@ -97,24 +163,9 @@ def image_pyramid(
     Returns:
         ``{size: (size, size, 3) float32 in [-1, 1]}``.
     """
-    max_size = max(image_sizes)
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    img = scale_shorter_side(img, int(max_size * 76 / 64) if random_crop else max_size)
-    w, h = img.size
-    if random_crop:
-        top = int(rng.integers(0, h - max_size + 1))
-        left = int(rng.integers(0, w - max_size + 1))
-    else:  # torchvision CenterCrop
-        top = int(round((h - max_size) / 2.0))
-        left = int(round((w - max_size) / 2.0))
-    crop = img.crop((left, top, left + max_size, top + max_size))
-    if random_flip and rng.random() < 0.5:
-        crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
-    out = {}
-    for size in image_sizes:
-        scaled = crop if size == max_size else crop.resize((size, size), Image.BILINEAR)
-        out[size] = to_unit_range(scaled)
-    return out
+    top, left, flip = crop_params(img.size, image_sizes, rng, random_crop, random_flip)
+    return apply_crop(img, image_sizes, top, left, flip, random_crop)
 
 
 class _IndexedSource(grain.sources.RandomAccessDataSource):
@@ -139,7 +190,12 @@ class _IndexedSource(grain.sources.RandomAccessDataSource):
 
 
 class _ExampleTransform(grain.transforms.RandomMap):
-    """Caption choice + word dropping + image pyramid for one record (see the module docstring)."""
+    """Caption choice + word dropping + image pyramid for one record (see the module docstring).
+
+    ``decode=False`` (several hosts): the same random draws, but the image is not decoded; the
+    crop decision (``crop_top``, ``crop_left``, ``crop_flip``) is kept for :class:`_HostBlock`,
+    which decodes the images of this host's rows only. Both give the same values.
+    """
 
     def __init__(
         self,
@@ -148,12 +204,14 @@ class _ExampleTransform(grain.transforms.RandomMap):
         seed: int,
         random_crop: bool,
         random_flip: bool,
+        decode: bool = True,
     ):
         self.image_sizes = tuple(sorted(image_sizes))
         self.words_num = words_num
         self.seed = seed
         self.random_crop = random_crop
         self.random_flip = random_flip
+        self.decode = decode
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         # grain keys the generator with seed + position; mix the seed in again so that seeds s and
@@ -165,26 +223,75 @@ class _ExampleTransform(grain.transforms.RandomMap):
         caption, length = sample_caption(
             element["tokens"][ends[j] - lens[j] : ends[j]], self.words_num, rng
         )
-        image = Image.open(io.BytesIO(element["image"])).convert("RGB")  # encoded PNG/JPEG
-        pyramid = image_pyramid(image, self.image_sizes, rng, self.random_crop, self.random_flip)
+        image = Image.open(io.BytesIO(element["image"]))  # lazy: reads the header only
+        top, left, flip = crop_params(
+            image.size, self.image_sizes, rng, self.random_crop, self.random_flip
+        )
         key = element["key"]
-        out = {f"image_{s}": pyramid[s] for s in self.image_sizes}
-        out.update(
+        out = dict(
             captions=caption,
             cap_lens=np.int32(length),
             class_ids=np.int32(element["class_id"]),
             index=np.int32(element["index"]),
             keys=np.str_(key.decode("utf-8") if isinstance(key, bytes) else key),
         )
+        if self.decode:
+            pyramid = apply_crop(
+                image.convert("RGB"), self.image_sizes, top, left, flip, self.random_crop
+            )
+            out.update({f"image_{s}": pyramid[s] for s in self.image_sizes})
+        else:
+            out.update(crop_top=np.int32(top), crop_left=np.int32(left), crop_flip=np.bool_(flip))
         return out
 
 
 class _SortByLength(grain.transforms.Map):
-    """``prepare_data``: permute every field of a host batch by caption length, descending."""
+    """``prepare_data``: permute every field of a batch by caption length, descending."""
 
     def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         order = np.argsort(-batch["cap_lens"], kind="stable")  # (B,)
         return {k: v[order] for k, v in batch.items()}
+
+
+class _HostBlock(grain.transforms.Map):
+    """This host's rows of a global batch, with their images decoded (several hosts).
+
+    Args:
+        source: the records (read again here for the images of this block only).
+        shard_index: this host's block, in process order.
+        shard_count: number of blocks (hosts).
+        image_sizes: pyramid sizes.
+        random_crop: the resize rule of :func:`image_pyramid`.
+    """
+
+    def __init__(self, source, shard_index, shard_count, image_sizes, random_crop):
+        self.source = source
+        self.shard_index = shard_index
+        self.shard_count = shard_count
+        self.image_sizes = tuple(sorted(image_sizes))
+        self.random_crop = random_crop
+
+    def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        b = batch["index"].shape[0] // self.shard_count
+        rows = slice(self.shard_index * b, (self.shard_index + 1) * b)
+        block = {k: v[rows] for k, v in batch.items()}  # (b, ...)
+        pyramids = []
+        for i, top, left, flip in zip(
+            block.pop("index"),
+            block.pop("crop_top"),
+            block.pop("crop_left"),
+            block.pop("crop_flip"),
+        ):
+            image = Image.open(io.BytesIO(self.source[int(i)]["image"])).convert("RGB")
+            pyramids.append(
+                apply_crop(
+                    image, self.image_sizes, int(top), int(left), bool(flip), self.random_crop
+                )
+            )
+        block["index"] = batch["index"][rows]
+        for s in self.image_sizes:
+            block[f"image_{s}"] = np.stack([p[s] for p in pyramids])  # (b, s, s, 3)
+        return block
 
 
 def dataset_metadata(path: str) -> dict[str, Any]:
@@ -235,7 +342,7 @@ def make_loader(
         image_sizes: pyramid sizes; the largest is the crop size.
         words_num: fixed caption length (``TEXT.WORDS_NUM``).
         seed: seeds the shuffle and all per-example randomness.
-        shuffle: shuffle the records (per epoch) of this host's shard.
+        shuffle: shuffle the records (per epoch).
         num_epochs: ``None`` repeats forever.
         random_crop: random (else centre) crop. ``None``: on, except for datasets whose captions
             name positions (``metadata.json`` ``positional_captions``, e.g. shapes).
@@ -247,10 +354,9 @@ def make_loader(
             records in flight; grain's default is 16 threads and 500 records, but its prefetch
             scans the whole buffer on every record, which cost the shapes demo 1/3 of its loading
             time (``benchmarks/pipeline_overhead.py``).
-        drop_remainder: drop the last incomplete batch (and the records that do not divide evenly
-            between shards).
-        shard_index: this host's shard; default ``jax.process_index()``.
-        shard_count: number of shards; default ``jax.process_count()``.
+        drop_remainder: drop the last incomplete batch (must be True with several shards).
+        shard_index: this host's block of each global batch; default ``jax.process_index()``.
+        shard_count: number of blocks; default ``jax.process_count()``.
         dataset: dataset name when ``data_dir_or_path`` is a ``data_dir``.
 
     Returns:
@@ -282,7 +388,15 @@ def make_loader(
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     if global_batch_size % shard_count:
-        raise ValueError(f"global_batch_size {global_batch_size} not divisible by {shard_count}")
+        lo = global_batch_size // shard_count * shard_count
+        raise ValueError(
+            f"global batch size {global_batch_size} does not split over {shard_count} processes; "
+            f"use a multiple of {shard_count} (nearest: {lo or shard_count} or {lo + shard_count})"
+        )
+    if shard_count > 1 and not drop_remainder:
+        raise ValueError(
+            "several hosts need equal blocks: drop_remainder=False needs shard_count=1"
+        )
     source = _IndexedSource(
         # images stay encoded here and are decoded by PIL in the transform
         tfds.builder_from_directory(path).as_data_source(
@@ -290,8 +404,9 @@ def make_loader(
         ),
         f"{dataset_metadata(path).get('dataset')}/{split}",
     )
+    # One global stream on every host (module docstring): the sampler is not sharded.
     shard_options = grain.sharding.ShardOptions(
-        shard_index=shard_index, shard_count=shard_count, drop_remainder=drop_remainder
+        shard_index=0, shard_count=1, drop_remainder=drop_remainder
     )
     sampler = grain.samplers.IndexSampler(
         num_records=len(source),
@@ -300,14 +415,15 @@ def make_loader(
         num_epochs=num_epochs,
         seed=seed,
     )
+    decode = shard_count == 1  # else _HostBlock decodes this host's rows only
     operations: list[Any] = [
-        _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip),
-        grain.transforms.Batch(
-            batch_size=global_batch_size // shard_count, drop_remainder=drop_remainder
-        ),
+        _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip, decode),
+        grain.transforms.Batch(batch_size=global_batch_size, drop_remainder=drop_remainder),
     ]
     if sort_by_length:
         operations.append(_SortByLength())
+    if not decode:
+        operations.append(_HostBlock(source, shard_index, shard_count, image_sizes, random_crop))
     if worker_count > 0 and not flags.FLAGS.is_parsed():
         # grain's worker processes read its absl flags; outside an absl app nobody parsed them, so
         # accept their defaults (an absl app that parses later still parses normally).
