@@ -17,7 +17,7 @@ if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: 
 
 from absl import app, flags, logging  # noqa: E402
 
-from attngan_jax import compilation_cache, eval_lib  # noqa: E402
+from attngan_jax import cli, compilation_cache, eval_lib  # noqa: E402
 
 _MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
 _WORKDIR = flags.DEFINE_string(
@@ -63,7 +63,12 @@ _ALL = flags.DEFINE_bool(
 
 
 def main(argv):
-    """Runs the mode given by the flags."""
+    """Runs the mode given by the flags; a bad input ends with one ``error:`` line, status 2."""
+    with cli.report_input_errors():
+        _run(argv)
+
+
+def _run(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:  # keep library INFO lines out of the output
@@ -100,4 +105,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -11,16 +11,27 @@ from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX st
 if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
     host_memory.reexec_with_malloc_tunables()
 
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from attngan_jax import compilation_cache, train_lib  # noqa: E402
+from attngan_jax import cli, compilation_cache, config_lib, train_lib  # noqa: E402
+from attngan_jax.errors import InputError  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/shapes.py", "Experiment config file (path[:variant]).", lock_config=True
-)
+try:  # ml_collections looks up the --config.a.b=... overrides here, before flags are parsed
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "shapes.py"),
+        "Experiment config file (path[:variant]).",
+        lock_config=True,
+    )
+except (AttributeError, KeyError):
+    message = cli.unknown_override(config_lib.base_config(), sys.argv)
+    if message is None:
+        raise
+    cli.fail(message)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default runs/<config name>).")
 
 
@@ -30,7 +41,11 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:  # orbax/tfds INFO lines would drown the progress bar
         logging.set_verbosity(logging.WARNING)
     compilation_cache.enable()  # a second run of the same config starts in seconds
-    config = _CONFIG.value
+    try:
+        config = _CONFIG.value
+        _ = config.phase  # config_flags defers the error of a config file that did not load
+    except OSError as e:
+        cli.fail(cli.config_load_error(flags.FLAGS["config"].config_filename, e))
     workdir = _WORKDIR.value or f"runs/{config.data.name}"
     logging.info("workdir: %s", workdir)
     print(
@@ -42,8 +57,10 @@ def main(argv):
     except train_lib.Preempted as e:  # a checkpoint was written: a message, not a traceback
         print(f"\n{e}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
+    except InputError as e:  # a bad file, folder or config value: its message, no traceback
+        cli.fail(e)
     print(f"done; summary in {workdir}/summary.json: final step {summary.get('final_step')}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)
