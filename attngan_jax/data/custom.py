@@ -3,7 +3,8 @@
 Layout (any depth of sub-folders)::
 
     ROOT/<path>/<name>.jpg   (.jpeg .png .webp .bmp, any case)
-    ROOT/<path>/<name>.txt   its captions, one per line (UTF-8; empty lines are ignored)
+    ROOT/<path>/<name>.txt   its captions, one per line (UTF-8, any case of ``.txt``; empty lines,
+                             a byte-order mark and Windows line ends are fine)
     ROOT/classes.txt         optional class labels (see below)
     ROOT/vocab.json          written on the first run (atomically) and re-used afterwards
 
@@ -18,6 +19,11 @@ An image's key is its path relative to ROOT without the extension, with ``/`` se
 * ``classes_from_subfolders=True``: the image's top-level sub-folder name is its label.
 * neither: a unique id per image, so the DAMSM losses mask nothing.
 
+Images are converted, not refused, when merely unusual (grayscale, palette, CMYK, transparency,
+16 bits, EXIF rotation; see :func:`~attngan_jax.data.original.load_rgb`); their headers are read
+when the folder is scanned, so a file that is no image fails before anything is written. A caption
+file without an image is reported in a warning (it is probably misnamed) and otherwise ignored.
+
 Splits: ``split_file`` (CSV lines ``relative/path,train|test``, every image listed) or a
 deterministic hash split: an image is in ``test`` when the first 8 bytes of SHA-256(key), as a
 fraction of 2**64, fall below ``test_fraction``; adding images never moves existing ones.
@@ -30,8 +36,10 @@ import logging
 import os
 from collections.abc import Iterator
 
+from PIL import Image
+
 from attngan_jax.data.base import Example
-from attngan_jax.data.original import load_rgb
+from attngan_jax.data.original import SKIP_HINT, load_rgb
 from attngan_jax.data.text import DataError, read_caption_file
 from attngan_jax.data.vocab import Vocabulary
 
@@ -75,6 +83,17 @@ def _read_csv_map(path: str, keys: set[str], what: str) -> dict[str, str]:
     if missing:
         raise DataError(f"{path}: no {what} for {len(missing)} image(s), e.g. {missing[:5]}")
     return out
+
+
+def _check_header(path: str) -> None:
+    """Raises DataError unless PIL recognises ``path`` as an image (reads the header only)."""
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: unreadable image ({e}); fix or remove it, {SKIP_HINT}") from None
+    if width < 1 or height < 1:
+        raise DataError(f"{path}: the image has no pixels ({width}x{height}); remove it")
 
 
 class CustomFolderSource:
@@ -123,13 +142,17 @@ class CustomFolderSource:
         self._paths = self._scan()  # key -> image path
         keys = sorted(self._paths)
 
+        if not skip_bad_images:
+            for k in keys:
+                _check_header(self._paths[k])
         tokens = {}
         for k in keys:
-            txt = os.path.splitext(self._paths[k])[0] + ".txt"
-            if not os.path.exists(txt):
+            txt = self._caption_files.get(k)
+            if txt is None:
                 raise DataError(
-                    f"{txt}: caption file of image {self._paths[k]} not found; write one caption "
-                    "per line into it, or remove the image"
+                    f"{os.path.splitext(self._paths[k])[0]}.txt: caption file of image "
+                    f"{self._paths[k]} not found; write one caption per line into it, or remove "
+                    "the image"
                 )
             tokens[k] = read_caption_file(
                 txt, captions_per_image, skip_untokenizable=skip_untokenizable
@@ -157,12 +180,19 @@ class CustomFolderSource:
         self._keys = {s: [k for k in keys if split_of[k] == s] for s in _SPLITS}
 
     def _scan(self) -> dict[str, str]:
+        """Finds the images (key -> path) and their caption files (``self._caption_files``)."""
         paths: dict[str, str] = {}
+        texts: dict[str, str] = {}  # key -> caption file, ".txt" in any case
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
                 stem, ext = os.path.splitext(fn)
-                if fn.startswith(".") or ext.lower() not in IMAGE_EXTENSIONS:
+                if fn.startswith("."):
+                    continue
+                if ext.lower() == ".txt":
+                    key = os.path.relpath(os.path.join(dirpath, stem), self.root)
+                    texts.setdefault(key.replace(os.sep, "/"), os.path.join(dirpath, fn))
+                if ext.lower() not in IMAGE_EXTENSIONS:
                     continue
                 path = os.path.join(dirpath, fn)
                 key = os.path.relpath(os.path.join(dirpath, stem), self.root).replace(os.sep, "/")
@@ -173,7 +203,19 @@ class CustomFolderSource:
                     )
                 paths[key] = path
         if not paths:
-            raise DataError(f"{self.root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
+            raise DataError(
+                f"{self.root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found; put each image "
+                "with a same-named .txt caption file into the folder (any depth of sub-folders)"
+            )
+        self._caption_files = {k: t for k, t in texts.items() if k in paths}
+        orphans = sorted(k for k in texts if k not in paths and k != "classes")
+        if orphans:
+            logger.warning(
+                "%s: %d caption file(s) without a same-named image, ignored (misnamed?): %s",
+                self.root,
+                len(orphans),
+                ", ".join(texts[k] for k in orphans[:5]) + (" ..." if len(orphans) > 5 else ""),
+            )
         return paths
 
     def _classes(self, keys, labels_file, from_subfolders) -> dict[str, int]:
@@ -221,12 +263,10 @@ class CustomFolderSource:
         """
         for key in self._keys[self._check_split(split)]:
             try:
-                image = load_rgb(self._paths[key])
+                image = load_rgb(self._paths[key], exif_transpose=True)
             except DataError as e:
                 if not self.skip_bad_images:
-                    raise DataError(
-                        f"{e}; fix or remove it, or pass skip_bad_images=True"
-                    ) from None
+                    raise DataError(f"{e}; fix or remove it, {SKIP_HINT}") from None
                 self.skipped_images += 1
                 logger.warning("skipping image %d: %s", self.skipped_images, e)
                 continue

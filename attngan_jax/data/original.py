@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from attngan_jax.data.base import Example
 from attngan_jax.data.safe_pickle import load_pickle
@@ -39,14 +39,28 @@ _META_HINT = {
     "coco": "download the preprocessed coco metadata (coco.zip, linked in the AttnGAN README) "
     "and unzip it into DATA_DIR",
 }
+SKIP_HINT = (
+    "or skip unreadable images (skip_bad_images=True; from the command line: python -m "
+    "attngan_jax.data.prepare ... --source_kwargs='{\"skip_bad_images\": true}')"
+)
 _IMAGE_HINT = {
     "birds": "download CUB_200_2011.tgz and extract it into DATA_DIR",
     "coco": "put the COCO 2014 train and val images (flat) into DATA_DIR/images",
 }
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image as RGB (``Image.open(path).convert('RGB')``; grayscale/CMYK/RGBA become RGB).
+def load_rgb(path: str | os.PathLike, exif_transpose: bool = False) -> np.ndarray:
+    """Reads an image as RGB, as the original's ``Image.open(path).convert('RGB')`` where it can.
+
+    Unusual images are converted rather than refused: grayscale, palette and CMYK images become
+    RGB; transparent pixels (RGBA, LA, palette transparency) are composited onto white (plain
+    ``convert('RGB')`` would show whatever colour the transparent pixels store, often black);
+    16-bit images are scaled to 8 bits (``convert`` would clip them to white).
+
+    Args:
+        path: the image file.
+        exif_transpose: apply the EXIF orientation (phone photos); off for CUB/COCO, whose
+            bounding boxes are in stored-pixel coordinates.
 
     Returns:
         uint8 array (H, W, 3).
@@ -58,12 +72,29 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: truncated files fail here, not later
-            rgb = img.convert("RGB")
+            if exif_transpose:
+                img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: unreadable image ({e})") from None
+    if rgb.width < 1 or rgb.height < 1:
+        raise DataError(f"{path}: the image has no pixels ({rgb.width}x{rgb.height})")
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB (see :func:`load_rgb`)."""
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grayscale
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.size and a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def bbox_crop_box(bbox: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
@@ -111,9 +142,15 @@ def read_cub_bounding_boxes(cub_dir: str | os.PathLike) -> dict[str, tuple[int, 
     bbox_file = os.path.join(cub_dir, "bounding_boxes.txt")
     for line_no, parts in _read_table(bbox_file, 5):
         try:
-            boxes[parts[0]] = tuple(int(float(v)) for v in parts[1:])
-        except ValueError:
+            box = tuple(int(float(v)) for v in parts[1:])
+        except (ValueError, OverflowError):
             raise DataError(f"{bbox_file}: line {line_no}: non-numeric box {parts[1:]}") from None
+        if box[2] <= 0 or box[3] <= 0 or box[0] < 0 or box[1] < 0:
+            raise DataError(
+                f"{bbox_file}: line {line_no}: box {list(box)} is not 'x y width height' with "
+                "x, y >= 0 and a positive size; restore the file from CUB_200_2011.tgz"
+            )
+        boxes[parts[0]] = box
     missing = sorted(set(paths) - set(boxes))
     if missing:
         raise DataError(f"{bbox_file}: no box for image id(s) {missing[:10]} of images.txt")
@@ -127,6 +164,8 @@ def _read_table(path: str, columns: int) -> Iterator[tuple[int, list[str]]]:
             lines = f.read().split("\n")
     except FileNotFoundError:
         raise DataError(f"{path}: not found; {_IMAGE_HINT['birds']}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a text file ({e}); {_IMAGE_HINT['birds']}") from None
     for line_no, line in enumerate(lines, start=1):
         parts = line.split()
         if not parts:
@@ -266,9 +305,7 @@ class _OriginalLayoutSource:
                 image = load_rgb(path)
             except DataError as e:
                 if not self.skip_bad_images:
-                    raise DataError(
-                        f"{e}; {_IMAGE_HINT[self.name]}, or pass skip_bad_images=True"
-                    ) from None
+                    raise DataError(f"{e}; {_IMAGE_HINT[self.name]}, {SKIP_HINT}") from None
                 self.skipped_images += 1
                 logger.warning("skipping image %d: %s", self.skipped_images, e)
                 continue

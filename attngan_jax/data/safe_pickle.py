@@ -24,8 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from attngan_jax.data.text import DataError
+from attngan_jax.errors import MissingInputError
 
-class UnsafePickleError(pickle.UnpicklingError):
+
+class PickleFormatError(DataError, pickle.UnpicklingError):
+    """The file is not a readable pickle (damaged, truncated, or not a pickle at all)."""
+
+
+class UnsafePickleError(PickleFormatError):
     """A pickle asked for a global outside the allow-list; nothing it referenced was called."""
 
 
@@ -147,13 +154,18 @@ def load_pickle(path: str | os.PathLike) -> Any:
         The unpickled object, with Python-2 strings (and stray ``bytes``) as ``str``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingInputError: the file does not exist (a ``FileNotFoundError``).
         UnsafePickleError: the pickle references a global outside the allow-list.
-        pickle.UnpicklingError: the file is not a readable pickle (message names the file).
+        PickleFormatError: the file is not a readable pickle (a ``pickle.UnpicklingError``; the
+            message names the file).
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: not found") from None
+    hint = "the file is damaged or truncated: download or unzip it again"
     last_error: Exception | None = None
     for encoding in ("utf-8", "latin1"):
         try:
@@ -164,7 +176,10 @@ def load_pickle(path: str | os.PathLike) -> Any:
             # UTF-8 cannot decode binary numpy data (or decodes it to a buffer of the wrong size).
             last_error = e
             continue
-        except (pickle.UnpicklingError, EOFError, IndexError, KeyError, TypeError) as e:
-            raise pickle.UnpicklingError(f"{path}: not a readable pickle ({e!r})") from None
+        except (
+            pickle.UnpicklingError, EOFError, IndexError, KeyError, TypeError, AttributeError,
+            ImportError, MemoryError, OverflowError, RecursionError,
+        ) as e:  # fmt: skip
+            raise PickleFormatError(f"{path}: not a readable pickle ({e!r}); {hint}") from None
         return _decode_bytes(obj)
-    raise pickle.UnpicklingError(f"{path}: not a readable pickle ({last_error!r})")
+    raise PickleFormatError(f"{path}: not a readable pickle ({last_error!r}); {hint}")

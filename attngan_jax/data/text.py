@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from attngan_jax.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 # nltk's RegexpTokenizer(r'\w+') = re.findall with re.UNICODE | re.MULTILINE | re.DOTALL; Python 3's
@@ -20,7 +22,7 @@ logger = logging.getLogger(__name__)
 _WORD_RE = re.compile(r"\w+", re.UNICODE | re.MULTILINE | re.DOTALL)
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset file is missing, malformed or inconsistent; the message names the file."""
 
 
@@ -55,7 +57,8 @@ def read_caption_file(
 ) -> list[list[str]]:
     r"""Reads and tokenises a caption file (one caption per line, UTF-8).
 
-    Empty (or whitespace-only) lines are skipped, as in the original. A non-empty line without
+    Empty (or whitespace-only) lines are skipped, as in the original; a UTF-8 byte-order mark and
+    Windows (CRLF) line ends are accepted. A non-empty line without
     any ASCII word token is an error naming the file and line (the original silently skipped lines
     without ``\w`` tokens, and kept an *empty* caption when all tokens were non-ASCII, which the
     text encoder cannot use); with ``skip_untokenizable=True`` such lines are skipped with a
@@ -76,12 +79,14 @@ def read_caption_file(
     """
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             text = f.read()
     except FileNotFoundError:
         raise DataError(f"{path}: caption file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: a folder where a caption file should be; rename it") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e})") from None
+        raise DataError(f"{path}: not valid UTF-8 ({e}); save the file as UTF-8") from None
     captions: list[list[str]] = []
     skipped: list[int] = []
     for line_no, line in enumerate(text.split("\n"), start=1):
@@ -107,7 +112,7 @@ def read_caption_file(
             ", ".join(map(str, skipped[:10])) + (" ..." if len(skipped) > 10 else ""),
         )
     if not captions:
-        raise DataError(f"{path}: the file holds no caption")
+        raise DataError(f"{path}: the file holds no caption; write one caption per line into it")
     if expected is not None and len(captions) < expected:
         msg = (
             f"{path}: {len(captions)} non-empty caption(s), expected {expected} "

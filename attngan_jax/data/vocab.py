@@ -224,20 +224,50 @@ def load_captions_pickle(
     path = os.fspath(path)
     data = load_pickle(path)
     if not isinstance(data, (list, tuple)) or len(data) != 4:
-        raise DataError(f"{path}: expected [train_captions, test_captions, ixtoword, wordtoix]")
+        raise DataError(
+            f"{path}: expected [train_captions, test_captions, ixtoword, wordtoix], got "
+            f"{_describe(data)}; use the captions.pickle of the original release's metadata"
+        )
     train, test, ixtoword, wordtoix = data
     if isinstance(ixtoword, dict):
         n = len(ixtoword)
-        if sorted(int(k) for k in ixtoword) != list(range(n)):
+        try:
+            ids = sorted(int(k) for k in ixtoword)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: ixtoword keys are not integer ids") from None
+        if ids != list(range(n)):
             raise DataError(f"{path}: ixtoword keys are not the ids 0..{n - 1}")
-        ixtoword = [ixtoword[i] for i in range(n)]
+        ixtoword = [ixtoword[k] for k in sorted(ixtoword, key=int)]
+    if not isinstance(ixtoword, (list, tuple)):
+        raise DataError(f"{path}: ixtoword is {_describe(ixtoword)}, expected a list or dict")
     try:
         vocab = Vocabulary(ixtoword)
     except DataError as e:
         raise DataError(f"{path}: {e}") from None
-    bad = [w for w, i in dict(wordtoix).items() if vocab.wordtoix.get(w) != i]
+    if not isinstance(wordtoix, dict):
+        raise DataError(f"{path}: wordtoix is {_describe(wordtoix)}, expected a dict")
+    bad = [w for w, i in wordtoix.items() if vocab.wordtoix.get(w) != i]
     if bad or len(wordtoix) != len(vocab):
         raise DataError(f"{path}: wordtoix disagrees with ixtoword (e.g. {bad[:5]})")
-    train = [[int(i) for i in cap] for cap in train]
-    test = [[int(i) for i in cap] for cap in test]
-    return train, test, vocab
+    return _id_lists(path, "train", train), _id_lists(path, "test", test), vocab
+
+
+def _describe(obj) -> str:
+    """``'a dict of 3 entries'`` / ``'a str'``: what a pickle held, for messages."""
+    n = f" of {len(obj)} entries" if hasattr(obj, "__len__") and not isinstance(obj, str) else ""
+    return f"a {type(obj).__name__}{n}"
+
+
+def _id_lists(path: str, split: str, caps) -> list[list[int]]:
+    """``caps`` as lists of int word ids, or a DataError naming the first bad caption."""
+    if not isinstance(caps, (list, tuple)):
+        raise DataError(f"{path}: the {split} captions are {_describe(caps)}, expected a list")
+    out = []
+    for i, cap in enumerate(caps):
+        try:
+            out.append([int(w) for w in cap])
+        except (TypeError, ValueError):
+            raise DataError(
+                f"{path}: {split} caption {i} is not a list of word ids: {cap!r:.80}"
+            ) from None
+    return out
