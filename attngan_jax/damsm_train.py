@@ -35,6 +35,7 @@ import optax
 from attngan_jax import losses
 from attngan_jax.convert.inception import convert_inception_trunk
 from attngan_jax.convert.torch_io import load_state_dict
+from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.models.image_encoder import CNNEncoder, trainable_mask
 from attngan_jax.models.text_encoder import RNNEncoder
 from attngan_jax.types import Batch, PRNGKey, PyTree
@@ -138,14 +139,14 @@ def inception_weights_path(config) -> str | None:
     """The file the frozen Inception trunk starts from, or None (small or random trunk).
 
     Raises:
-        ValueError: the Inception trunk is configured but ``damsm.inception_weights`` is unset.
-        FileNotFoundError: the configured file does not exist.
+        InputError: the Inception trunk is configured but ``damsm.inception_weights`` is unset.
+        MissingInputError: the configured file does not exist (a ``FileNotFoundError``).
     """
     path = config.damsm.get("inception_weights", "")
     if config.model.image_trunk != "inception" or path == "random":
         return None
     if not path:
-        raise ValueError(
+        raise InputError(
             "DAMSM pretraining with the Inception-v3 trunk needs its ImageNet weights (the "
             "original loads torchvision's inception_v3_google-1a9a5a14.pth and freezes it): set "
             "--config.damsm.inception_weights=PATH to torchvision's inception_v3_google-*.pth "
@@ -153,9 +154,9 @@ def inception_weights_path(config) -> str | None:
             "or --config.damsm.inception_weights=random for a random frozen trunk (smoke tests only)"
         )
     if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"damsm.inception_weights: no file at {path} (torchvision's inception_v3_google-*.pth "
-            "or an .npz with its keys)"
+        raise MissingInputError(
+            f"--config.damsm.inception_weights={path}: no such file (torchvision's "
+            "inception_v3_google-*.pth or an .npz with its keys)"
         )
     return path
 

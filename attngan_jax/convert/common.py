@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from attngan_jax.errors import InputError
+
 PyTree = Any
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError):
     """A checkpoint does not fit the module it is being loaded into."""
 
 

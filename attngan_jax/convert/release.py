@@ -36,14 +36,17 @@ from attngan_jax.convert.inception import convert_image_encoder
 from attngan_jax.convert.text_encoder import convert_text_encoder, text_encoder_from_state_dict
 from attngan_jax.convert.torch_io import load_state_dict
 from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.errors import MissingInputError
 
 EVAL_WORDS_NUM = {"birds": 25, "coco": 20}  # TEXT.WORDS_NUM of eval_bird.yml / eval_coco.yml
 RELEASE_VOCAB = {5450: "birds", 27297: "coco"}
 DF_DIM = {"birds": 64, "coco": 96}
 
 
-def generator_config_from_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
-    """Generator widths read off a ``G_NET``/``G_DCGAN`` state dict's shapes.
+def generator_config_from_state_dict(
+    sd: Mapping[str, Any], source: str = "<state_dict>"
+) -> dict[str, Any]:
+    """Generator widths read off a ``G_NET``/``G_DCGAN`` state dict's shapes (``source``: the file).
 
     Returns:
         ``{gf_dim, emb_dim, z_dim, condition_dim, r_num, num_stages, base_size, dcgan}``.
@@ -53,14 +56,17 @@ def generator_config_from_state_dict(sd: Mapping[str, Any]) -> dict[str, Any]:
     """
     for key in ("ca_net.fc.weight", "h_net1.fc.0.weight"):
         if key not in sd:
-            raise ConversionError(f"not an AttnGAN generator state dict: '{key}' is missing")
+            raise ConversionError(
+                f"{source}: not an AttnGAN generator state dict: '{key}' is missing (is it the "
+                "generator, e.g. bird_AttnGAN2.pth?)"
+            )
     four_ncf, nef = np.shape(sd["ca_net.fc.weight"])  # (4·ncf, nef)
     ncf = four_ncf // 4
     nz = np.shape(sd["h_net1.fc.0.weight"])[1] - ncf  # input is [c, z]
     dcgan = "img_net.img.0.weight" in sd
     head = "img_net.img.0.weight" if dcgan else "img_net1.img.0.weight"
     if head not in sd:
-        raise ConversionError(f"not an AttnGAN generator state dict: '{head}' is missing")
+        raise ConversionError(f"{source}: not an AttnGAN generator state dict: '{head}' is missing")
     gf_dim = np.shape(sd[head])[1]  # (3, ngf, 3, 3)
     stages = {int(m.group(1)) for k in sd if (m := re.match(r"h_net(\d+)\.", k))}
     residuals = {int(m.group(1)) for k in sd if (m := re.match(r"h_net2\.residual\.(\d+)\.", k))}
@@ -133,14 +139,14 @@ def convert_release(
     from attngan_jax import damsm_train, gan_train, sampling
 
     g_sd = load_state_dict(net_g)
-    gen_cfg = generator_config_from_state_dict(g_sd)
+    gen_cfg = generator_config_from_state_dict(g_sd, net_g)
     for k, v in (overrides or {}).items():
         if v is not None and k in gen_cfg and gen_cfg[k] != v:
             raise ConversionError(
                 f"{net_g}: --{k}={v} but the state dict's shapes say {k}={gen_cfg[k]}"
             )
     t_sd = load_state_dict(text_encoder)
-    t_mod = text_encoder_from_state_dict(t_sd)
+    t_mod = text_encoder_from_state_dict(t_sd, text_encoder)
     vocab = Vocabulary.from_captions_pickle(captions)
     if len(vocab) != t_mod.vocab_size:
         raise ConversionError(
@@ -165,7 +171,7 @@ def convert_release(
         base, name = os.path.split(text_encoder)
         image_encoder = os.path.join(base, name.replace("text", "image"))
     if not os.path.exists(image_encoder):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"image encoder not found: {image_encoder} (pass --image_encoder; it comes with the "
             "text encoder in DAMSMencoders/<dataset>/)"
         )
@@ -184,13 +190,17 @@ def main(argv: list[str]) -> None:
     """CLI entry point (absl flags, see the module docstring)."""
     from absl import flags
 
+    from attngan_jax import cli
+
     del argv
     f = flags.FLAGS
-    mj = convert_release(
-        f.netG, f.text_encoder, f.captions, f.out, image_encoder=f.image_encoder,
-        dataset=f.dataset,
-        overrides={"gf_dim": f.gf_dim, "r_num": f.r_num, "dcgan": f.dcgan, "num_stages": f.branch_num},
-    )  # fmt: skip
+    with cli.report_input_errors():  # a wrong file: one line naming it, no traceback
+        mj = convert_release(
+            f.netG, f.text_encoder, f.captions, f.out, image_encoder=f.image_encoder,
+            dataset=f.dataset,
+            overrides={"gf_dim": f.gf_dim, "r_num": f.r_num, "dcgan": f.dcgan,
+                       "num_stages": f.branch_num},
+        )  # fmt: skip
     sizes = "/".join(str(s) for s in mj["image_sizes"])
     print(
         f"wrote {f.out}: {mj['dataset']} generator gf_dim={mj['gf_dim']} r_num={mj['r_num']} "

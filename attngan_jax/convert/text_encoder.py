@@ -27,11 +27,14 @@ from attngan_jax.convert.common import ConversionError, StateDictReader, check_a
 from attngan_jax.models.text_encoder import RNNEncoder
 
 
-def text_encoder_from_state_dict(state_dict: Mapping[str, Any], **kwargs: Any) -> RNNEncoder:
+def text_encoder_from_state_dict(
+    state_dict: Mapping[str, Any], source: str = "<state_dict>", **kwargs: Any
+) -> RNNEncoder:
     """Builds an :class:`RNNEncoder` whose sizes are read off a state dict's shapes.
 
     Args:
         state_dict: torch-keyed ``RNN_ENCODER`` state dict.
+        source: a name for error messages (usually the file path).
         **kwargs: other module fields (e.g. ``dtype``).
 
     Returns:
@@ -39,7 +42,8 @@ def text_encoder_from_state_dict(state_dict: Mapping[str, Any], **kwargs: Any) -
     """
     if "encoder.weight" not in state_dict or "rnn.weight_hh_l0" not in state_dict:
         raise ConversionError(
-            "not an RNN_ENCODER state dict: 'encoder.weight'/'rnn.weight_hh_l0' missing"
+            f"{source}: not an RNN_ENCODER state dict: 'encoder.weight'/'rnn.weight_hh_l0' "
+            "missing (is it the text encoder, e.g. text_encoder200.pth?)"
         )
     vocab, embed = np.shape(state_dict["encoder.weight"])
     per_dir = np.shape(state_dict["rnn.weight_hh_l0"])[1]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
 
 from attngan_jax.convert.common import ConversionError
+from attngan_jax.errors import MissingInputError
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -27,21 +29,15 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         The state dict.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ConversionError: the file is not a state dict, or torch is needed but not installed.
+        MissingInputError: the file does not exist (a ``FileNotFoundError``).
+        ConversionError: the file is not a state dict (damaged, truncated, no tensors), or torch
+            is needed but not installed.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if not os.path.isfile(path):
+        raise MissingInputError(f"checkpoint file not found: {path}")
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            out = {}
-            for k in z.files:
-                if k.startswith(("in:", "out:")):
-                    continue
-                a = z[k]
-                out[k] = a.astype(np.float32) if a.dtype == np.float16 else a
-            return out
+        return _load_npz(path)
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -70,4 +66,37 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
             continue
         a = v.detach().cpu()
         out[str(k)] = a.float().numpy() if a.is_floating_point() else a.numpy()
+    if not out:
+        raise ConversionError(
+            f"{path}: holds no tensors (keys {sorted(map(str, obj))[:6]}); expected a state_dict()"
+        )
+    return out
+
+
+def _load_npz(path: str) -> dict[str, np.ndarray]:
+    """An ``.npz`` of torch-keyed arrays (``in:``/``out:`` fixture entries skipped, f16 -> f32)."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConversionError(
+            f"{path}: not a readable .npz ({type(e).__name__}: {e}); the file is damaged or "
+            "truncated, or was saved with pickled objects: save plain arrays with np.savez"
+        ) from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ConversionError(f"{path}: a single array, not an .npz of named arrays")
+    out = {}
+    with z:
+        for k in z.files:
+            if k.startswith(("in:", "out:")):
+                continue
+            try:
+                a = z[k]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise ConversionError(
+                    f"{path}: array '{k}' cannot be read ({type(e).__name__}: {e}); the file is "
+                    "damaged or holds pickled objects"
+                ) from None
+            out[k] = a.astype(np.float32) if a.dtype == np.float16 else a
+    if not out:
+        raise ConversionError(f"{path}: holds no arrays")
     return out

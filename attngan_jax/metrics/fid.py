@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 
 import numpy as np
 from scipy import linalg
+
+from attngan_jax.errors import InputError, InputKeyError, MissingInputError
 
 
 def frechet_distance(
@@ -156,22 +159,28 @@ def load_reference_stats(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads ``mu`` (D,) and ``sigma`` (D, D) from a reference ``.npz`` (DM-GAN / DF-GAN layout).
 
     Raises:
-        FileNotFoundError: no such file.
-        KeyError: ``mu`` or ``sigma`` is missing (the message lists the keys found).
-        ValueError: the shapes do not form a (D,) mean and (D, D) covariance.
+        MissingInputError: no such file (a ``FileNotFoundError``).
+        InputKeyError: ``mu`` or ``sigma`` is missing (the message lists the keys found).
+        InputError: not an ``.npz``, or the shapes do not form a (D,) mean and (D, D) covariance.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"reference FID statistics not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
+        raise MissingInputError(f"reference FID statistics not found: {path}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: not a readable .npz of FID statistics ({e})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise InputError(f"{path}: a single array, not an .npz with 'mu' and 'sigma'")
+    with z:
         keys = sorted(z.files)
         if "mu" not in keys or "sigma" not in keys:
-            raise KeyError(
+            raise InputKeyError(
                 f"{path}: expected arrays 'mu' (D,) and 'sigma' (D, D) (the DM-GAN/DF-GAN layout), "
                 f"found keys {keys}"
             )
         mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
-        raise ValueError(
+        raise InputError(
             f"{path}: 'mu' {mu.shape} and 'sigma' {sigma.shape} are not (D,) and (D, D)"
         )
     return mu, sigma

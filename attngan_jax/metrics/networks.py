@@ -42,6 +42,7 @@ from PIL import Image
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.inception import convert_fid_inception, convert_torchvision_inception
+from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.models.inception import InceptionTrunk
 from attngan_jax.models.resize import resize_bilinear
 
@@ -153,7 +154,7 @@ def _is_tf_checkpoint(path: str) -> bool:
     return os.path.exists(path + ".index") or os.path.isfile(path)
 
 
-def detect_kind(state_dict: dict[str, np.ndarray]) -> str:
+def detect_kind(state_dict: dict[str, np.ndarray], source: str = "<state_dict>") -> str:
     """``fid`` / ``torchvision`` / ``stackgan`` from a torch-keyed state dict's keys and fc size."""
     if any(k.startswith("blocks.") for k in state_dict):
         return "fid"
@@ -161,7 +162,7 @@ def detect_kind(state_dict: dict[str, np.ndarray]) -> str:
     kind = {1008: "fid", 1000: "torchvision", 51: "stackgan"}.get(classes)
     if kind is None:
         raise ConversionError(
-            f"cannot tell which Inception this is (fc has {classes} classes; expected 1008 "
+            f"{source}: cannot tell which Inception this is (fc has {classes} classes; expected 1008 "
             "pytorch-fid 2015, 1000 torchvision or 51 StackGAN CUB): pass --inception_kind"
         )
     return kind
@@ -179,13 +180,15 @@ def load_eval_inception(path: str, kind: str = "auto", dtype: Any = None) -> Eva
         The :class:`EvalInception`.
 
     Raises:
-        FileNotFoundError: nothing at ``path``.
+        MissingInputError: nothing at ``path`` (a ``FileNotFoundError``).
         ConversionError: the weights do not fit the chosen network (naming the key and shapes).
     """
     if not (os.path.exists(path) or os.path.exists(path + ".index")):
-        raise FileNotFoundError(f"Inception weights not found: {path}")
+        raise MissingInputError(
+            f"Inception weights not found: {path} (a .pth/.npz file or a TF checkpoint prefix)"
+        )
     if kind not in ("auto", *KINDS):
-        raise ValueError(f"inception kind must be auto or one of {KINDS}, got {kind!r}")
+        raise InputError(f"--inception_kind={kind}: use auto or one of {', '.join(KINDS)}")
     if _is_tf_checkpoint(path):
         from attngan_jax.metrics.stackgan_inception import load_stackgan_inception
 
@@ -195,7 +198,7 @@ def load_eval_inception(path: str, kind: str = "auto", dtype: Any = None) -> Eva
         from attngan_jax.convert.torch_io import load_state_dict
 
         sd = load_state_dict(path)
-        kind = detect_kind(sd) if kind == "auto" else kind
+        kind = detect_kind(sd, path) if kind == "auto" else kind
     has_fc = "fc.weight" in sd
     classes = int(np.shape(sd["fc.weight"])[0]) if has_fc else 0
     module = EvalInceptionNet(

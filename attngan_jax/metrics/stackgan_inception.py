@@ -45,6 +45,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from attngan_jax.errors import InputKeyError
+
 _EMA = "/ExponentialMovingAverage"
 
 
@@ -211,7 +213,7 @@ def detect_scheme(names: Mapping[str, object] | list[str]) -> tuple[str, str]:
             found.append((len(m.group(1)), "old" if m.group(2) == "conv0" else "new", m.group(1)))
     if found:
         return min(found)[1:]
-    raise KeyError(
+    raise InputKeyError(
         "no Inception-v3 stem convolution ('conv0/weights' or "
         "'InceptionV3/Conv2d_1a_3x3/weights') among "
         f"{len(names)} variables, e.g. {sorted(names)[:6]}"
@@ -234,7 +236,7 @@ def stackgan_inception_state_dict(
         ``...bn.running_var``, ``fc.weight`` (C, 2048), ``fc.bias`` (C,), C = 51 for the CUB model.
 
     Raises:
-        KeyError: a variable is missing (names the TF key and the torch key it was for).
+        InputKeyError: a variable is missing (names the TF key and the torch key it was for).
     """
     scheme, prefix = detect_scheme(list(variables))
     blocks, logits = (
@@ -249,7 +251,7 @@ def stackgan_inception_state_dict(
         if ema and full + _EMA in variables:
             return np.asarray(variables[full + _EMA], np.float32)
         if full not in variables:
-            raise KeyError(
+            raise InputKeyError(
                 f"TF variable '{full}' (for '{torch_key}') is not in the checkpoint "
                 f"({scheme} slim naming)"
             )

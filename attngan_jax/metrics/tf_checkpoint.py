@@ -39,6 +39,8 @@ import struct
 
 import numpy as np
 
+from attngan_jax.errors import InputError, MissingInputError
+
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER_LEN = 48
 # TensorFlow DataType enum (types.proto) -> numpy dtype (little endian).
@@ -68,7 +70,7 @@ _TYPED_FIELDS = {
 _TYPED_FIELDS.update({13: ("varint", 0), 16: ("varint", 0), 17: ("varint", 0)})
 
 
-class CheckpointFormatError(ValueError):
+class CheckpointFormatError(InputError):
     """The file is not a checkpoint this reader understands."""
 
 
@@ -318,11 +320,24 @@ def read_tf_checkpoint(prefix: str) -> dict[str, np.ndarray]:
         FileNotFoundError: neither format's files exist.
         CheckpointFormatError: the file is damaged or uses a feature this reader lacks.
     """
-    if os.path.exists(prefix + ".index"):
-        return _read_v2(prefix)
-    if os.path.isfile(prefix):
-        return _read_v1(prefix)
-    raise FileNotFoundError(
+    try:
+        if os.path.exists(prefix + ".index"):
+            return _read_v2(prefix)
+        if os.path.isfile(prefix):
+            return _read_v1(prefix)
+    except CheckpointFormatError:
+        raise
+    except FileNotFoundError as e:  # a V2 data shard
+        raise MissingInputError(
+            f"{prefix}: the checkpoint's data file {e.filename} is missing; copy every "
+            f"{os.path.basename(prefix)}.* file"
+        ) from None
+    except (struct.error, IndexError, KeyError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointFormatError(
+            f"{prefix}: damaged or truncated TensorFlow checkpoint ({type(e).__name__}: {e}); "
+            "download or copy it again"
+        ) from None
+    raise MissingInputError(
         f"no TensorFlow checkpoint at '{prefix}': expected '{prefix}.index' + "
         f"'{prefix}.data-*' (V2) "
         f"or the single file '{prefix}' (V1)"
