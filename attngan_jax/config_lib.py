@@ -17,12 +17,34 @@ Keys (every experiment has all of them; a phase ignores what it does not use):
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
 import ml_collections as mlc
 
+from attngan_jax.errors import InputError, MissingInputError
 
-def parse_variant(arg: str | None) -> str:
-    """``None``/``""`` -> ``"full"``; otherwise the variant name (e.g. ``"tiny"``)."""
-    return arg or "full"
+VARIANTS = ("full", "tiny")
+PHASES = ("damsm", "attngan", "demo")
+DATASETS = ("birds", "coco", "custom", "shapes")
+DTYPES = ("float32", "bfloat16")
+IMAGE_TRUNKS = ("inception", "small")
+
+
+def parse_variant(arg: str | None, allowed: Sequence[str] = VARIANTS) -> str:
+    """``None``/``""`` -> ``"full"``; otherwise the variant name (e.g. ``"tiny"``).
+
+    Raises:
+        InputError: ``arg`` is not one of ``allowed`` (a misspelt ``--config=FILE:VARIANT``
+            would otherwise run the full experiment).
+    """
+    variant = arg or "full"
+    if variant not in allowed:
+        raise InputError(
+            f"unknown config variant {variant!r} (--config=FILE:{variant}); use one of "
+            f"{', '.join(allowed)}"
+        )
+    return variant
 
 
 def base_config() -> mlc.ConfigDict:
@@ -114,6 +136,9 @@ def base_config() -> mlc.ConfigDict:
     c.checkpoint_every = 2000
     c.keep_checkpoints = 3
     c.sample_every = 1000
+    # Debugging/tests: every process appends the record indices of its block of each step to
+    # WORKDIR/<phase>/examples/process_<i>-of-<n>.jsonl (train_lib.run_loop).
+    c.trace_examples = False
 
     c.eval = mlc.ConfigDict()
     c.eval.num_batches = 10
@@ -275,3 +300,143 @@ def _tiny(c: mlc.ConfigDict) -> None:
     c.checkpoint_every = 1
     c.sample_every = 2
     c.eval.num_batches = 1
+
+
+# ----------------------------------------------------------------------------- validation
+def _bad(key: str, value, fix: str) -> InputError:
+    return InputError(f"--config.{key}={value!r}: {fix}")
+
+
+def _get(config: mlc.ConfigDict, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _check_int(config, key: str, minimum: int) -> None:
+    v = _get(config, key)
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise _bad(key, v, f"must be an integer >= {minimum}")
+
+
+def _check_number(config, key: str, low: float, high: float, closed: str = "()") -> None:
+    """``low < v < high``; ``closed`` ``"[)"``, ``"(]"`` or ``"[]"`` includes an end."""
+    v = _get(config, key)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    ok = ok and (low <= v if closed[0] == "[" else low < v)
+    ok = ok and (v <= high if closed[1] == "]" else v < high)
+    if not ok:
+        raise _bad(key, v, f"must be a number in {closed[0]}{low:g}, {high:g}{closed[1]}")
+
+
+def _check_choice(config, key: str, choices: Sequence[str]) -> None:
+    v = _get(config, key)
+    if v not in choices:
+        raise _bad(key, v, f"must be one of {', '.join(choices)}")
+
+
+def validate(config: mlc.ConfigDict) -> None:
+    """Checks the values a user sets (``--config.x.y=...``) before any data or model is built.
+
+    Raises:
+        InputError: the first bad value; the message names its flag and the fix.
+    """
+    _check_choice(config, "phase", PHASES)
+    _check_choice(config, "dtype", DTYPES)
+    _check_choice(config, "data.name", DATASETS)
+    _check_choice(config, "model.image_trunk", IMAGE_TRUNKS)
+    for key in ("data.words_num", "damsm.batch_size", "gan.batch_size", "model.embed_dim",
+                "model.emb_dim", "model.gf_dim", "model.df_dim", "model.z_dim",
+                "model.condition_dim", "model.num_stages", "model.small_trunk_width",
+                "log_every", "checkpoint_every", "sample_every", "keep_checkpoints"):  # fmt: skip
+        _check_int(config, key, 1)
+    for key in ("data.captions_per_image", "data.worker_count", "data.read_threads",
+                "model.r_num", "damsm.num_epochs", "damsm.num_steps", "damsm.steps_per_epoch",
+                "gan.num_epochs", "gan.num_steps", "gan.steps_per_epoch",
+                "eval.num_batches"):  # fmt: skip
+        _check_int(config, key, 0)
+    for key in ("damsm.lr", "gan.g_lr", "gan.d_lr"):
+        _check_number(config, key, 0.0, float("inf"))
+    _check_number(config, "damsm.lr_decay", 0.0, 1.0, "(]")
+    _check_number(config, "gan.ema_decay", 0.0, 1.0, "[]")
+    for key in ("gan.beta1", "gan.beta2"):
+        _check_number(config, key, 0.0, 1.0, "[)")
+    for phase in ("damsm", "gan"):
+        if not (config[phase].num_steps or config[phase].num_epochs):
+            raise _bad(f"{phase}.num_steps", 0, f"set it or --config.{phase}.num_epochs above 0")
+
+    sizes = config.data.image_sizes
+    if (
+        isinstance(sizes, (str, bytes))
+        or not isinstance(sizes, Sequence)
+        or not sizes
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
+        raise _bad("data.image_sizes", sizes, "must be a tuple of positive sizes, e.g. '(64,128)'")
+    if list(sizes) != sorted(set(sizes)):
+        raise _bad("data.image_sizes", sizes, "sizes must be increasing, e.g. '(64,128,256)'")
+    if config.phase in ("attngan", "demo"):
+        m = config.model
+        base = m.base_size
+        if not isinstance(base, int) or base < 8 or base & (base - 1):
+            raise _bad("model.base_size", base, "must be a power of two >= 8 (64 in the original)")
+        pyramid = tuple(base * 2**i for i in range(m.num_stages))
+        if tuple(sizes) != pyramid:
+            raise _bad(
+                "data.image_sizes", sizes,
+                f"the generator's {m.num_stages} stages from --config.model.base_size={base} "
+                f"make {pyramid}; set --config.data.image_sizes='{pyramid}' or change "
+                "model.base_size / model.num_stages",
+            )  # fmt: skip
+        if max(sizes) > 256:
+            raise _bad("data.image_sizes", sizes, "the discriminators go up to 256")
+    gan = config.gan
+    if gan.get("recolour_negatives") and not (
+        gan.get("mirror_negatives_d") or gan.get("mirror_negatives_g")
+    ):
+        raise _bad(
+            "gan.recolour_negatives", True,
+            "changes the hard captions of gan.mirror_negatives_d/_g: turn one of them on",
+        )  # fmt: skip
+    if config.phase == "attngan":
+        d = gan.damsm_checkpoint
+        if not d:
+            raise _bad(
+                "gan.damsm_checkpoint", d,
+                "AttnGAN training needs pretrained DAMSM encoders: set it to the workdir of a "
+                "DAMSM run (train.py --config=configs/damsm_*.py) or to a converted release",
+            )  # fmt: skip
+        if not os.path.isdir(os.path.join(d, "model", "damsm")):
+            raise MissingInputError(
+                f"--config.gan.damsm_checkpoint={d!r}: no DAMSM encoders in it ({d}/model/damsm "
+                "is written at the end of a DAMSM run); give the workdir of a finished DAMSM run "
+                "or a directory made by python -m attngan_jax.convert.release"
+            )
+    if config.phase in ("damsm", "demo"):
+        from attngan_jax import damsm_train
+
+        damsm_train.inception_weights_path(config)  # unset or missing weights file
+    _validate_data_dirs(config.data)
+
+
+def _validate_data_dirs(d: mlc.ConfigDict) -> None:
+    """The original files a dataset that is not prepared yet is made from must be named."""
+    if d.name == "shapes":
+        return
+    from attngan_jax.data import tfds_builders
+
+    if tfds_builders.is_prepared(tfds_builders.dataset_dir(d.data_dir, d.name)):
+        return  # prepared: the original files are not read again
+    if not d.manual_dir:
+        raise _bad(
+            "data.manual_dir", d.manual_dir,
+            f"{d.name} is not prepared in --config.data.data_dir={d.data_dir!r} yet: set "
+            "--config.data.manual_dir to the folder with the "
+            + ("original files (see the README)" if d.name != "custom" else "captioned images"),
+        )  # fmt: skip
+    if not os.path.isdir(d.manual_dir):
+        raise MissingInputError(
+            f"--config.data.manual_dir={d.manual_dir!r}: no such folder; give the folder with "
+            + ("the original files (see the README)" if d.name != "custom" else "your images")
+        )

@@ -26,7 +26,7 @@ import jax
 import ml_collections as mlc
 import numpy as np
 
-from attngan_jax import damsm_train, export, gan_train, sharding
+from attngan_jax import config_lib, damsm_train, export, gan_train, sharding
 from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
@@ -430,6 +430,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     Returns:
         The summary dict.
     """
+    config_lib.validate(config)  # a bad value fails here, naming its --config flag
     if config.phase in ("damsm", "demo"):
         damsm_train.inception_weights_path(config)  # a missing weights file fails before data prep
     sharding.maybe_initialize_distributed()

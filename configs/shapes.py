@@ -17,6 +17,6 @@ from attngan_jax import config_lib
 
 
 def get_config(arg=None):
-    variant = config_lib.parse_variant(arg)
+    variant = config_lib.parse_variant(arg, ("full", "tiny", "damsm", "attngan"))
     phase = variant if variant in ("damsm", "attngan") else "demo"
     return config_lib.shapes(phase, "tiny" if variant == "tiny" else "full")
