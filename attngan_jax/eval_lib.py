@@ -24,6 +24,7 @@ import numpy as np
 
 from attngan_jax import export, sampling
 from attngan_jax.data.text import DataError
+from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.observe import progress
 from attngan_jax.visualize import save_png, super_image, to_uint8
 
@@ -34,12 +35,12 @@ def resolve_model_dir(path: str) -> str:
     """The model directory at ``path``: ``path`` itself, or the ``attngan/`` of a demo workdir.
 
     Raises:
-        FileNotFoundError: neither holds a ``model.json`` (the message says what was looked for).
+        MissingInputError: neither holds a ``model.json`` (the message says what was looked for).
     """
     for cand in (path, os.path.join(path, "attngan")):
         if os.path.isfile(os.path.join(cand, export.MODEL_JSON)):
             return cand
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"{path}: not a model directory (no {export.MODEL_JSON} in it or in {path}/attngan). "
         "Model directories are written at the end of training (train.py) and by "
         "python -m attngan_jax.convert.release."
@@ -55,12 +56,25 @@ def is_model_dir(path: str) -> bool:
 
 
 def read_captions(path: str) -> list[str]:
-    """The non-empty lines of a caption file, stripped (caption ``i`` = the i-th of them)."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
+    """The non-empty lines of a caption file, stripped (caption ``i`` = the i-th of them).
+
+    UTF-8 with or without a byte-order mark; Windows (CRLF) line ends are fine.
+
+    Raises:
+        DataError: the file is missing, not UTF-8, or holds no caption.
+    """
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = [line.strip() for line in f]
+    except FileNotFoundError:
+        raise MissingInputError(f"--captions={path}: no such file (one caption per line)") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"--captions={path}: not UTF-8 text ({e}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise DataError(f"--captions={path}: a folder, not a caption file") from None
     caps = [line for line in lines if line]
     if not caps:
-        raise DataError(f"{path}: no captions (every line is empty)")
+        raise DataError(f"--captions={path}: no captions (every line is empty)")
     return caps
 
 
@@ -96,9 +110,11 @@ def sample(
             of other captions are logged as warnings, by name, and dropped.
     """
     if generator not in ("ema", "raw"):
-        raise ValueError(f"generator must be 'ema' or 'raw', got {generator!r}")
+        raise InputError(f"--generator={generator}: use ema or raw")
     if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        raise InputError(f"--num_samples={num_samples}: must be >= 1")
+    if batch_size < 1:
+        raise InputError(f"--batch_size={batch_size}: must be >= 1")
     model_dir = resolve_model_dir(workdir)
     m = sampling.load_model(model_dir, raw=generator == "raw")
     # Encode everything first: a caption without any known word fails before any image is made.
@@ -151,12 +167,15 @@ def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict 
     from attngan_jax.eval_metrics import evaluate
 
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise MissingInputError(f"--workdir={root}: no such folder")
     results: dict[str, dict | None] = {}
     subdirs = [os.path.join(root, d) for d in sorted(os.listdir(root))]
     found = [d for d in subdirs if os.path.isdir(d) and is_model_dir(d)]
     if not found:
-        raise FileNotFoundError(f"{root}: no model directory below it")
+        raise MissingInputError(
+            f"--workdir={root}: no model directory below it (with --all, give the folder that "
+            "holds the model directories)"
+        )
     for d in found:
         md = resolve_model_dir(d)
         if os.path.exists(metrics_path(md, generator)):

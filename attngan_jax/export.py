@@ -25,6 +25,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from attngan_jax.errors import InputError, MissingInputError
+
 PyTree = Any
 MODEL_JSON = "model.json"
 
@@ -45,11 +47,14 @@ def _save_tree(path: str, tree: PyTree) -> None:
 
 def _load_tree(path: str) -> PyTree:
     if not os.path.isdir(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path}: no exported networks here. Train first (python train.py ...) or convert the "
             "original release (python -m attngan_jax.convert.release ...)."
         )
-    return ocp.StandardCheckpointer().restore(os.path.abspath(path))
+    try:
+        return ocp.StandardCheckpointer().restore(os.path.abspath(path))
+    except (OSError, ValueError, KeyError) as e:  # a damaged or partly copied model directory
+        raise InputError(f"{path}: cannot be read ({type(e).__name__}); export it again") from e
 
 
 def save_model_config(directory: str, model_config: dict) -> None:
@@ -65,12 +70,18 @@ def load_model_config(directory: str) -> dict:
     """Reads ``model.json``."""
     path = os.path.join(directory, MODEL_JSON)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} not found: {directory} is not a model directory of attngan-jax (it is written "
             "at the end of training and by the converter of the original release)."
         )
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e}); export the directory again") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a JSON object of model settings; export it again")
+    return config
 
 
 def save_damsm(directory: str, encoders: PyTree) -> None:

@@ -56,12 +56,33 @@ class LoadedModel:
     encoders: Any  # {"text": {"params"}, "image": {"params", "batch_stats"}}
 
 
+# What config_from_model_json and the network builders read from model.json.
+MODEL_JSON_KEYS = (
+    "words_num", "image_sizes", "dataset", "vocab_size", "embed_dim", "emb_dim", "image_trunk",
+    "align_corners", "small_trunk_width", "gf_dim", "z_dim", "condition_dim", "r_num",
+    "num_stages", "base_size", "dcgan", "faithful_mask",
+)  # fmt: skip
+
+
 @functools.lru_cache(maxsize=4)
 def load_model(directory: str, raw: bool = False) -> LoadedModel:
-    """Loads ``model.json``, ``vocab.json``, the generator (EMA, or ``raw``) and the encoders."""
+    """Loads ``model.json``, ``vocab.json``, the generator (EMA, or ``raw``) and the encoders.
+
+    Raises:
+        InputError: ``model.json`` is missing, not JSON or lacks a key (named in the message).
+    """
     import os
 
-    config = config_from_model_json(export.load_model_config(directory))
+    mj = export.load_model_config(directory)
+    missing = [k for k in MODEL_JSON_KEYS if k not in mj]
+    if missing:
+        raise DataError(
+            f"{os.path.join(directory, export.MODEL_JSON)}: lacks the key(s) {missing}; the file "
+            "was edited or written by another program: re-export the model directory (train.py "
+            "writes it at the end of a phase, python -m attngan_jax.convert.release for the "
+            "original weights)"
+        )
+    config = config_from_model_json(mj)
     vocab = Vocabulary.load(os.path.join(directory, "vocab.json"))
     gen = jax.tree_util.tree_map(jnp.asarray, export.load_generator(directory, raw=raw))
     enc = jax.tree_util.tree_map(jnp.asarray, export.load_damsm(directory))
@@ -82,17 +103,26 @@ def encode_captions(
         ``(ids (N, T) int32, lens (N,) int32, words per caption, unknown words per caption)``.
 
     Raises:
-        DataError: a caption has no word of the vocabulary (the message names it).
+        DataError: there is no caption, a caption is empty (no word tokens) or has no word of the
+            vocabulary (the message names it); other unknown words are dropped with a warning.
     """
+    if not captions:
+        raise DataError("no captions given: pass --caption=TEXT or --captions=FILE")
     toks, unknown = [], []
-    for c in captions:
+    for i, c in enumerate(captions):
         t = tokenize(c)
+        if not t:
+            raise DataError(
+                f"caption {i} ({c!r}) is empty: it has no words (punctuation and non-ASCII "
+                "characters are dropped); give a sentence such as 'a red bird'"
+            )
         known = [w for w in t if w in vocab.wordtoix]
         unknown.append([w for w in t if w not in vocab.wordtoix])
         if not known:
+            shown = ", ".join(unknown[-1][:10]) + (" ..." if len(unknown[-1]) > 10 else "")
             raise DataError(
-                f"caption {c!r} has no word of the model's vocabulary ({len(vocab)} words); "
-                f"unknown: {unknown[-1]}"
+                f"caption {i} ({c!r}): none of its words is in the model's vocabulary "
+                f"({len(vocab)} words; unknown: {shown}); use words of the training captions"
             )
         toks.append(known)
     t_max = max(words_num, max(len(t) for t in toks))
