@@ -7,6 +7,9 @@ One checkpoint step directory holds three orbax items (`ocp.args.Composite`):
 * `extra`     a JSON dict (`JsonSave`): data-loader position, seeds, config, ... (tuples come
               back as lists: it is JSON).
 * `integrity` a JSON dict written by this module: one 32-bit fingerprint per array leaf.
+* `data`      the data-loader position of *every* process: each writes its own
+              `process_<i>-of-<n>.json` (grain's orbax handler, the MaxText pattern), and each
+              restores its own. Present when `save` is given the loader iterator.
 
 Guarantees (each is covered by `tests/test_checkpoint.py`):
 
@@ -23,6 +26,9 @@ Guarantees (each is covered by `tests/test_checkpoint.py`):
   back to the next older step.
 * Durability: saves are asynchronous (the call returns once arrays are copied to host); after
   `wait()` the checkpoint is committed on disk.
+* Several processes: every process calls `save`/`restore` at the same steps (the training loop
+  agrees on the step of a SIGTERM save with a collective, `attngan_jax.train_lib`); orbax writes
+  each array once and commits the step when all processes are done.
 
 Usage in a training loop::
 
@@ -47,16 +53,18 @@ import threading
 import time
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from attngan_jax import sharding
 from attngan_jax.types import PyTree
 
 logger = logging.getLogger(__name__)
 
-_ITEMS = ("state", "extra", "integrity")
+_ITEMS = ("state", "extra", "integrity", "data")
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -118,7 +126,7 @@ def fingerprint_tree(tree: PyTree) -> dict[str, dict[str, Any]]:
         for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
         if _dtype_name(x) is not None
     ]
-    fps = jax.device_get(_fingerprints([jnp.asarray(x) for _, x in flat]))
+    fps = sharding.fetch(_fingerprints([jnp.asarray(x) for _, x in flat]))
     return {
         k: {"fp": int(fp), "dtype": _dtype_name(x), "shape": list(np.shape(x))}
         for (k, x), fp in zip(flat, fps)
@@ -170,12 +178,15 @@ class Checkpointer:
         self.verify = verify
         cm = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
-            save_decision_policy=cm.AnySavePolicy(
-                [cm.FixedIntervalPolicy(save_interval_steps), cm.PreemptionCheckpointingPolicy()]
-            ),
+            # No PreemptionCheckpointingPolicy: train_lib agrees on a SIGTERM's step itself and
+            # saves with force=True.
+            save_decision_policy=cm.FixedIntervalPolicy(save_interval_steps),
             preservation_policy=cm.LatestN(n=max_to_keep),
             cleanup_tmp_directories=True,
-            enable_async_checkpointing=async_save,
+            # Several processes save synchronously: grain's per-process loader files are written
+            # by a synchronous handler, which raced the primary's asynchronous creation of the
+            # item directory (process 1 found no data.orbax-checkpoint-tmp/ to write into).
+            enable_async_checkpointing=async_save and jax.process_count() == 1,
             create=True,
         )
         self._mngr = ocp.CheckpointManager(self.directory, item_names=_ITEMS, options=options)
@@ -192,17 +203,28 @@ class Checkpointer:
         """Newest committed step, or None when there is none."""
         return self._mngr.latest_step()
 
+    def has_loader_state(self, step: int) -> bool:
+        """Whether ``step`` holds data-loader positions (``save(..., loader=...)``)."""
+        return os.path.isdir(os.path.join(self.directory, str(step), "data"))
+
     # ---------------------------------------------------------------- save
     def save(
-        self, step: int, state: PyTree, extra: dict | None = None, force: bool = False
+        self,
+        step: int,
+        state: PyTree,
+        extra: dict | None = None,
+        force: bool = False,
+        loader: Any = None,
     ) -> bool:
         """Saves `state` and `extra` at `step` if the interval (or `force`) says so.
 
         Args:
           step: training step (the directory name).
           state: pytree of jax/numpy arrays and scalars; saved whole.
-          extra: JSON-serialisable dict (loader state, rng seeds, config).
+          extra: JSON-serialisable dict (rng seeds, config, final metrics).
           force: save even when `step` is not a multiple of `save_interval_steps`.
+          loader: this process's grain iterator (``iter(DataLoader)``); its position is saved
+            per process.
 
         Returns:
           True when a save was started; False when skipped (off-interval, or `step` already
@@ -214,21 +236,25 @@ class Checkpointer:
         if not force and not self._mngr.should_save(step):
             return False
         integrity = {"leaves": fingerprint_tree(state)} if self.verify else {"leaves": {}}
-        args = ocp.args.Composite(
+        items = dict(
             state=ocp.args.StandardSave(state),
             extra=ocp.args.JsonSave(dict(extra or {})),
             integrity=ocp.args.JsonSave(integrity),
         )
-        return self._mngr.save(step, args=args, force=True)
+        if loader is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(loader)
+        return self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
 
     # ---------------------------------------------------------------- restore
-    def _restore_step(self, target: PyTree, step: int) -> tuple[PyTree, dict]:
-        args = ocp.args.Composite(
+    def _restore_step(self, target: PyTree, step: int, loader: Any) -> tuple[PyTree, dict]:
+        items = dict(
             state=ocp.args.StandardRestore(jax.tree.map(_abstract, target)),
             extra=ocp.args.JsonRestore(),
             integrity=ocp.args.JsonRestore(),
         )
-        out = self._mngr.restore(step, args=args)
+        if loader is not None and self.has_loader_state(step):
+            items["data"] = grain.checkpoint.CheckpointRestore(loader)
+        out = self._mngr.restore(step, args=ocp.args.Composite(**items))
         if self.verify:
             bad = _mismatched_leaves(out["state"], out["integrity"]["leaves"])
             if bad:
@@ -238,12 +264,16 @@ class Checkpointer:
     def _quarantine(self, step: int) -> None:
         src = os.path.join(self.directory, str(step))
         dst = f"{src}.corrupt-{int(time.time())}"
-        if jax.process_index() == 0 and os.path.isdir(src):
+        sharding.barrier(f"quarantine_{step}_before")  # every process has given up on the step
+        if sharding.is_primary() and os.path.isdir(src):
             os.replace(src, dst)
             logger.warning("moved corrupted checkpoint %s to %s", src, dst)
+        sharding.barrier(f"quarantine_{step}_after")
         self._mngr.reload()
 
-    def restore(self, target: PyTree, step: int | None = None) -> tuple[PyTree, dict, int]:
+    def restore(
+        self, target: PyTree, step: int | None = None, loader: Any = None
+    ) -> tuple[PyTree, dict, int]:
         """Restores a checkpoint into the structure, dtypes and shardings of `target`.
 
         Args:
@@ -252,6 +282,8 @@ class Checkpointer:
             shardings are used); numpy leaves restore as numpy.
           step: a specific step (no fallback: errors propagate), or None for the newest
             readable step, falling back past corrupted ones (see module docstring).
+          loader: this process's grain iterator; set to its saved position when the step has
+            one (:meth:`has_loader_state`; a step without this process's file is unreadable).
 
         Returns:
           `(state, extra, step)`.
@@ -262,7 +294,7 @@ class Checkpointer:
         """
         self.wait()
         if step is not None:
-            state, extra = self._restore_step(target, step)
+            state, extra = self._restore_step(target, step, loader)
             return state, extra, step
         steps = self.all_steps()
         if not steps:
@@ -270,7 +302,7 @@ class Checkpointer:
         failures = []
         for s in reversed(steps):
             try:
-                state, extra = self._restore_step(target, s)
+                state, extra = self._restore_step(target, s, loader)
             except Exception as e:  # noqa: BLE001  (any read error means "corrupted")
                 msg = f"{type(e).__name__}: {str(e)[:300]}"
                 logger.warning(
@@ -329,7 +361,7 @@ class PreemptionFlag:
     def uninstall(self) -> None:
         """Restores the handlers that were installed before."""
         for s, h in self._previous.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)  # None: set outside Python
         self._previous.clear()
 
 

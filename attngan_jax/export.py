@@ -9,40 +9,74 @@ when converting the original release, the networks alone are written as a *model
     DIR/model/generator/      {"params" (the EMA weights), "batch_stats"}
     DIR/model/generator_raw/  {"params" (the raw, non-EMA weights), "batch_stats"} (training only)
 
-Each part is an orbax checkpoint, written to a temporary name and renamed when complete, so an
-interrupted export never looks complete.
+Each part is an orbax checkpoint, written to a temporary name (``.tmp-<part>-*``) and renamed when
+complete, so an interrupted export never looks complete; a part being replaced is first moved aside
+(``.old-<part>-*``). The next export into the same directory deletes what a killed one left
+(:func:`clean_leftovers`). Several processes: only the primary process writes (the callers check
+``sharding.is_primary()``); every process may read, each with a checkpointer of its own process
+(no cross-process barrier).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
+from attngan_jax import sharding
 from attngan_jax.errors import InputError, MissingInputError
 
 PyTree = Any
 MODEL_JSON = "model.json"
+_LEFTOVER_PATTERNS = (".tmp-*", ".old-*")
+
+
+def _checkpointer() -> ocp.StandardCheckpointer:
+    """An orbax checkpointer that involves this process only (no barrier with the others)."""
+    i = jax.process_index()
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            primary_host=i, active_processes={i}, barrier_sync_key_prefix=f"export_p{i}"
+        )
+    )
+
+
+def clean_leftovers(directory: str) -> list[str]:
+    """Deletes the temporary and moved-aside parts a killed export left in ``directory/model``.
+
+    Returns:
+        The deleted paths.
+    """
+    found = []
+    for pattern in _LEFTOVER_PATTERNS:
+        found += glob.glob(os.path.join(os.path.abspath(directory), "model", pattern))
+    for path in found:
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    return found
 
 
 def _save_tree(path: str, tree: PyTree) -> None:
-    parent = os.path.dirname(path)
+    parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=parent)
-    shutil.rmtree(tmp)
-    tree = jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
-    ckptr = ocp.StandardCheckpointer()
-    ckptr.save(tmp, tree)
+    tree = sharding.fetch(tree)  # numpy (replicated arrays: this process's copy)
+    tmp = os.path.join(parent, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+    ckptr = _checkpointer()
+    ckptr.save(tmp, tree)  # orbax itself writes tmp.orbax-checkpoint-tmp-* and renames it
     ckptr.wait_until_finished()
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    ckptr.close()
+    if os.path.exists(path):  # the previous part stays whole until the new one is in place
+        old = os.path.join(parent, f".old-{name}-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, path)
 
 
 def _load_tree(path: str) -> PyTree:
@@ -51,10 +85,13 @@ def _load_tree(path: str) -> PyTree:
             f"{path}: no exported networks here. Train first (python train.py ...) or convert the "
             "original release (python -m attngan_jax.convert.release ...)."
         )
+    ckptr = _checkpointer()
     try:
-        return ocp.StandardCheckpointer().restore(os.path.abspath(path))
+        return ckptr.restore(os.path.abspath(path))
     except (OSError, ValueError, KeyError) as e:  # a damaged or partly copied model directory
         raise InputError(f"{path}: cannot be read ({type(e).__name__}); export it again") from e
+    finally:
+        ckptr.close()
 
 
 def save_model_config(directory: str, model_config: dict) -> None:

@@ -244,11 +244,12 @@ def sample_noise(
 
 
 def place_batch(arrays: Sequence[Any]) -> tuple[list[Any], int]:
-    """Puts a batch on the devices: data-sharded over all devices if there are several.
+    """Puts a batch on this process's devices: data-sharded over them if there are several.
 
     With one device the arrays are returned as they are (``jit`` places them). With several, the
     batch axis is padded (repeating the last row) to a multiple of the device count and split over
-    a ``data`` mesh, so ``jit`` runs data parallel.
+    a ``data`` mesh, so ``jit`` runs data parallel. Only local devices: sampling and evaluation
+    run within one process (in a multi-process job, on the primary alone).
 
     Args:
         arrays: host arrays sharing their first (batch) axis of size B.
@@ -257,14 +258,14 @@ def place_batch(arrays: Sequence[Any]) -> tuple[list[Any], int]:
         ``(placed arrays, B)``; outputs of a jitted function must be cut back to ``[:B]``.
     """
     n = len(arrays[0])
-    ndev = jax.device_count()
+    ndev = jax.local_device_count()
     if ndev == 1:
         return list(arrays), n
     from attngan_jax import sharding
 
     pad = -n % ndev
     out = []
-    sh = sharding.batch_sharded(sharding.make_mesh())
+    sh = sharding.batch_sharded(sharding.make_mesh(jax.local_devices()))
     for a in arrays:
         a = np.asarray(a)
         if pad:
@@ -309,6 +310,7 @@ def _sample_fn(config_json: str):
 
 def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, num: int = 8):
     """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator."""
+    from attngan_jax import sharding
     from attngan_jax.data import pipeline  # grain/TFDS only where a dataset is read
     from attngan_jax.visualize import super_image
 
@@ -324,15 +326,17 @@ def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, n
         random_crop=False,
         random_flip=False,
         sort_by_length=config.data.sort_by_length,
+        shard_index=0,
+        shard_count=1,  # every process reads the same ``num`` captions
     )
     batch = next(iter(loader))
     sample = _sample_fn(config.to_json())
     k = jax.random.key(0)
-    z = jax.random.normal(k, (num, config.model.z_dim))
-    eps = jax.random.normal(jax.random.fold_in(k, 1), (num, config.model.condition_dim))
+    z = np.asarray(jax.random.normal(k, (num, config.model.z_dim)))
+    eps = np.asarray(jax.random.normal(jax.random.fold_in(k, 1), (num, config.model.condition_dim)))
+    # (num, ...) host arrays -> replicated over the mesh, beside the replicated generator
     dev = {k2: v for k2, v in batch.items() if k2 != "keys"}
-    out = sample(state, dev, z, eps)
+    dev, z, eps = jax.device_put((dev, z, eps), sharding.replicated(mesh))
+    out = sharding.fetch(sharding.call_in_lockstep(sample, state, dev, z, eps))
     words = [_decode(vocab, batch["captions"][i], int(batch["cap_lens"][i])) for i in range(num)]
-    return super_image(
-        [np.asarray(x) for x in out.fake_imgs], [np.asarray(a) for a in out.att_maps], words
-    )
+    return super_image(list(out.fake_imgs), list(out.att_maps), words)

@@ -5,14 +5,20 @@ axis and every parameter is replicated. Under ``jax.jit`` XLA (GSPMD) inserts th
 the mean gradients and the BatchNorm statistics are those of the *global* batch, exactly as a
 single device running the whole batch would compute them.
 
-Multi-host: call :func:`maybe_initialize_distributed` first (it runs ``jax.distributed.initialize()``
-when the usual cluster environment variables are set, or when ``--multihost`` is given); each
-process then feeds its own shard of the data (see ``attngan_jax.data.pipeline``) and
-``jax.make_array_from_process_local_data`` assembles global arrays.
+Multi-host (README, "Multi-device and multi-host"): every host runs the same ``train.py``;
+:func:`maybe_initialize_distributed` starts ``jax.distributed`` when the environment names a
+cluster (``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID``, as
+``python -m attngan_jax.launch`` sets them; a SLURM job of more than one task; a multi-worker TPU
+slice; Open MPI). Each process then feeds its block of every global batch
+(``attngan_jax.data.pipeline``) and ``jax.make_array_from_process_local_data`` assembles the global
+arrays. :func:`fetch` copies results to the host, :func:`barrier` waits for every process, and
+:func:`is_primary` names the one process that writes files shared by all (exports, summaries).
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 from collections.abc import Callable
 from typing import Any
@@ -22,27 +28,112 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from attngan_jax.errors import InputError
+
 DATA_AXIS = "data"
+log = logging.getLogger(__name__)
+_barrier_ids = itertools.count()
 
 
-def maybe_initialize_distributed(force: bool = False) -> None:
-    """Initialises ``jax.distributed`` on multi-host jobs (TPU pods, SLURM, explicit coordinator).
+def _cluster_detected(env) -> bool:
+    """Whether ``env`` describes a job of more than one process."""
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1:
+        return True
+    if int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1:
+        return True
+    hosts = env.get("TPU_WORKER_HOSTNAMES", "")
+    return "," in hosts or bool(env.get("MEGASCALE_COORDINATOR_ADDRESS"))
+
+
+def maybe_initialize_distributed(force: bool = False) -> bool:
+    """Initialises ``jax.distributed`` on multi-process jobs; call it before anything uses JAX.
+
+    ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0), ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` give the job explicitly (what ``attngan_jax.launch`` sets); otherwise JAX's
+    own cluster detection reads SLURM, Open MPI or TPU metadata. A single-task SLURM job or a
+    single TPU host initialises nothing. On CPU the cross-process collectives are gloo's.
 
     Args:
         force: initialise even when no cluster environment is detected.
+
+    Returns:
+        Whether this process is part of a multi-process job.
     """
-    cluster_env = (
-        "JAX_COORDINATOR_ADDRESS",
-        "SLURM_NTASKS",
-        "TPU_WORKER_HOSTNAMES",
-        "MEGASCALE_COORDINATOR_ADDRESS",
-    )
-    if force or any(os.environ.get(k) for k in cluster_env):
-        try:
-            jax.distributed.initialize()
-        except RuntimeError as e:  # already initialised
-            if "already" not in str(e):
-                raise
+    env = os.environ
+    if not (force or _cluster_detected(env)):
+        return False
+    if jax.distributed.is_initialized():
+        return jax.process_count() > 1
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # only affects CPU
+    kwargs: dict[str, Any] = {}
+    if env.get("JAX_NUM_PROCESSES") and env.get("JAX_PROCESS_ID"):
+        kwargs = dict(
+            coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(env["JAX_NUM_PROCESSES"]),
+            process_id=int(env["JAX_PROCESS_ID"]),
+        )
+    jax.distributed.initialize(**kwargs)
+    log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+    return jax.process_count() > 1
+
+
+def is_primary() -> bool:
+    """Process 0: the one that writes what all processes share (exports, summaries, samples)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+    """Blocks until every process reaches the barrier ``name`` (a no-op with one process).
+
+    Uses the coordination service of ``jax.distributed`` (no device collective), so one process
+    may work for a long time (preparing a dataset) while the others wait.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed  # the client jax.distributed.initialize started
+
+    barrier_id = f"attngan_{name}_{next(_barrier_ids)}"
+    distributed.global_state.client.wait_at_barrier(barrier_id, timeout_s * 1000)
+
+
+def call_in_lockstep(jitted: Callable, *args) -> Any:
+    """Calls a jitted function that runs collectives across processes, compiled first.
+
+    Gloo (JAX's CPU collectives) waits only 30 s for the other processes at a program's first
+    collective; when one process compiles the program much later than another (a loaded machine),
+    the collective fails. So with several processes the program is compiled, every process waits
+    at a :func:`barrier`, then it runs. One process: a plain call.
+
+    Returns:
+        ``jitted(*args)``.
+    """
+    if jax.process_count() == 1:
+        return jitted(*args)
+    compiled = jitted.lower(*args).compile()
+    barrier("compiled")
+    return compiled(*args)
+
+
+def fetch(tree: Any) -> Any:
+    """Host numpy copies of a tree of (replicated or fully addressable) arrays.
+
+    ``jax.device_get`` refuses arrays that span other processes; a replicated array (parameters,
+    metrics) has its whole value on every process, so its first local shard is the value.
+    """
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if not x.is_fully_replicated:
+                raise ValueError(
+                    f"fetch: an array of shape {x.shape} is split over processes "
+                    f"({x.sharding}); gather it first (jax.experimental.multihost_utils)"
+                )
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(jax.device_get(x))
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
@@ -86,13 +177,21 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(DATA_AXIS))
 
 
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
-    """Raises a clear error when the global batch does not split evenly over the devices."""
+def check_batch_size(global_batch: int, mesh: Mesh, key: str = "batch_size") -> None:
+    """Raises a clear error when the global batch does not split evenly over the devices.
+
+    Args:
+        global_batch: the global batch size.
+        mesh: the device mesh.
+        key: the config key that sets it (named in the message), e.g. ``gan.batch_size``.
+    """
     n = mesh.devices.size
     if global_batch % n:
-        raise ValueError(
-            f"batch_size {global_batch} is not divisible by the {n} devices of the mesh; "
-            f"use a multiple of {n} (e.g. --config.gan.batch_size={((global_batch // n) + 1) * n})"
+        lo = global_batch // n * n
+        near = f"{lo} or {lo + n}" if lo else f"{n}"
+        raise InputError(
+            f"--config.{key}={global_batch} does not split over the {n} devices of "
+            f"{jax.process_count()} process(es); use a multiple of {n} (nearest: {near})"
         )
 
 

@@ -4,12 +4,20 @@ Phases (``config.phase``): ``damsm`` pretrains the DAMSM encoders, ``attngan`` t
 frozen encoders loaded from ``config.gan.damsm_checkpoint`` (a model directory), ``demo`` runs both
 (``WORKDIR/damsm`` then ``WORKDIR/attngan``) — the shapes demo that ``python train.py`` runs.
 
-Every phase: data-parallel over every device (``attngan_jax.sharding``), one jitted step, orbax
-checkpoints of the whole state plus the data-loader position every ``checkpoint_every`` steps and
-on SIGTERM/SIGINT (restarting with the same workdir continues exactly), TensorBoard scalars and
-images, a progress bar, non-finite losses stop the run naming the step and the loss. At the end the
-networks are exported as a model directory (``attngan_jax.export``) and ``WORKDIR/summary.json`` is
+Every phase: data-parallel over every device of every process (``attngan_jax.sharding``), one
+jitted step, orbax checkpoints of the whole state plus each process's data-loader position every
+``checkpoint_every`` steps and on SIGTERM/SIGINT (restarting with the same workdir continues
+exactly), TensorBoard scalars and images, a progress bar, non-finite losses stop the run naming the
+step and the loss. At the end the networks are exported as a model directory
+(``attngan_jax.export``), the phase's figures are recorded in ``WORKDIR/phase.json`` (a finished
+phase is not run again: a resumed run reports the same summary) and ``WORKDIR/summary.json`` is
 written.
+
+Several processes (``jax.distributed``; README, "Multi-device and multi-host"): every process runs
+this same code. The primary process alone prepares the dataset (the others wait at a barrier, then
+prepare their own copy only if they cannot see it), writes the exports, sample grids, summaries and
+the final evaluation (which runs on its local devices); a SIGTERM/SIGINT on any process stops all of
+them at the same step, agreed through the training step itself (:func:`run_loop`).
 """
 
 from __future__ import annotations
@@ -18,11 +26,13 @@ import functools
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
@@ -30,10 +40,12 @@ from attngan_jax import config_lib, damsm_train, export, gan_train, sharding
 from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.errors import InputError
 from attngan_jax.host_memory import release_freed_host_memory
 from attngan_jax.observe import MetricWriter, check_finite, progress
 
 log = logging.getLogger(__name__)
+PHASE_RECORD = "phase.json"
 
 
 class Preempted(RuntimeError):
@@ -51,7 +63,22 @@ class Preempted(RuntimeError):
 
 # ----------------------------------------------------------------------------- data
 def prepare_data(config: mlc.ConfigDict) -> str:
-    """Builds (or reuses) the prepared ArrayRecord dataset; returns its directory."""
+    """Builds (or reuses) the prepared ArrayRecord dataset; returns its directory.
+
+    Several processes: the primary prepares, the others wait; a process that then does not see
+    the finished dataset (a data directory local to each host) prepares its own copy.
+    """
+    if sharding.is_primary():
+        path = _prepare_data(config)
+    sharding.barrier("prepare_data")
+    if not sharding.is_primary():
+        path = tfds_builders.dataset_dir(config.data.data_dir, config.data.name)
+        if not tfds_builders.is_prepared(path):
+            path = _prepare_data(config)
+    return path
+
+
+def _prepare_data(config: mlc.ConfigDict) -> str:
     d = config.data
     kwargs: dict[str, Any] = {}
     if d.name == "shapes":
@@ -95,12 +122,51 @@ def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, 
 
 
 # ----------------------------------------------------------------------------- generic loop
-def _loader_state_to_json(state: Any) -> Any:
-    return state.decode() if isinstance(state, bytes) else state
-
-
 def _loader_state_from_json(state: Any) -> Any:
     return state.encode() if isinstance(state, str) else state
+
+
+_STOP = "_stop"  # the batch field / metric that carries a stop request between processes
+
+
+def _with_stop_request(step_fn: Callable) -> Callable:
+    """Wraps a step so that a stop request on any process reaches every process.
+
+    Each process puts the signal number it received (0: none) into every row of its block of
+    ``batch["_stop"]``; the step returns the maximum over the global batch, replicated, as
+    ``metrics["_stop"]``. So all processes read the same value after the same step, and save and
+    stop together (a SIGTERM to one host only, or to all at different steps, cannot hang them).
+    """
+
+    def step(state, batch):
+        batch = dict(batch)
+        stop = batch.pop(_STOP)  # (B,) int32
+        state, metrics = step_fn(state, batch)
+        return state, {**metrics, _STOP: jnp.max(stop)}
+
+    return step
+
+
+class _ExampleTrace:
+    """Appends the record indices of each step's block to ``examples/process_<i>-of-<n>.jsonl``."""
+
+    def __init__(self, workdir: str, enabled: bool):
+        self._file = None
+        if enabled:
+            d = os.path.join(workdir, "examples")
+            os.makedirs(d, exist_ok=True)
+            name = f"process_{jax.process_index()}-of-{jax.process_count()}.jsonl"
+            self._file = open(os.path.join(d, name), "a")  # noqa: SIM115  (closed in close())
+
+    def write(self, step: int, host_batch: dict) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps({"step": step, "index": host_batch["index"].tolist()}))
+            self._file.write("\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 class _AotStep:
@@ -121,6 +187,7 @@ class _AotStep:
         """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``s)."""
         self._compiled = self._jitted.lower(*args).compile()
         release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
+        sharding.barrier("step_compiled")  # see sharding.call_in_lockstep
 
     def __call__(self, *args):
         if self._compiled is None:
@@ -162,7 +229,8 @@ def run_loop(
         step_fn: the pure step.
         loader: the grain loader of the training split.
         total_steps: where to stop.
-        hooks: ``hook(step, state, metrics)`` called after every step on the host.
+        hooks: ``hook(step, state, metrics)`` called after every step on every process
+            (``metrics``: those of the last logging step).
         on_epoch: ``state = on_epoch(epoch, state)`` at epoch boundaries (e.g. optimizer reset).
         steps_per_epoch: for ``on_epoch``.
         batch_size: global batch size (examples/s).
@@ -175,8 +243,9 @@ def run_loop(
         ``(final state, last host metrics)``.
 
     Raises:
-        Preempted: a SIGTERM/SIGINT arrived; a checkpoint of the current step was written.
-        attngan_jax.observe.NonFiniteLossError: a loss became NaN/inf.
+        Preempted: a SIGTERM/SIGINT arrived (on any process); a checkpoint was written at the
+            step all processes agreed on.
+        attngan_jax.observe.NonFiniteLossError: a loss became NaN/inf (checked on logging steps).
     """
     repl = sharding.replicated(mesh)
     abstract = jax.eval_shape(lambda: init_fn(*init_args()))
@@ -188,20 +257,31 @@ def run_loop(
         max_to_keep=config.keep_checkpoints,
         save_interval_steps=config.checkpoint_every,
     )
+    multi = jax.process_count() > 1
     it = iter(loader)
-    train_step = _AotStep(jax.jit(step_fn, donate_argnums=(0,)))
+    trace = _ExampleTrace(workdir, config.trace_examples)
+
+    def to_device(host: dict, stop: int = 0) -> dict:
+        rows = len(host["index"])
+        return sharding.to_global({**host, _STOP: np.full((rows,), stop, np.int32)}, mesh)
+
+    train_step = _AotStep(jax.jit(_with_stop_request(step_fn), donate_argnums=(0,)))
     first = None  # the fresh iterator's first batch, until a restored loader position replaces it
     if (ckpt.latest_step() or 0) < total_steps:
         # Compile from the abstract state before any state exists: XLA's working memory (~1 GB
         # for the birds64 step on CPU) then peaks on a small heap, not on top of the state.
-        first = sharding.to_global(next(it), mesh)
-        train_step.compile(target, first)
+        first = next(it)
+        train_step.compile(target, to_device(first))
     start = 0
+    host_metrics: dict[str, float] = {}
     if ckpt.latest_step() is not None:
-        state, extra, start = ckpt.restore(target)
-        if extra.get("data") is not None:
+        state, extra, start = ckpt.restore(target, loader=it)
+        if ckpt.has_loader_state(start):
+            first = None
+        elif extra.get("data") is not None:  # checkpoints written before the per-process item
             it.set_state(_loader_state_from_json(extra["data"]))
             first = None
+        host_metrics = dict(extra.get("metrics") or {})  # the finished run's last figures
         log.info("%s: resumed from step %d in %s", name, start, workdir)
     else:
         args = sharding.put_leafwise(init_args, repl)  # host copies freed leaf by leaf
@@ -215,21 +295,31 @@ def run_loop(
     release_freed_host_memory()  # what the initialiser's compile or the restore freed
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     flag = install_preemption_handler()
-    host_metrics: dict[str, float] = {}
     t_last, n_last = time.time(), start
+    pending_stop = None  # the previous step's agreed stop request (multi-process)
     bar = progress(total_steps, initial=start, desc=name)
     try:
         for step in range(start, total_steps):
             if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
                 state = on_epoch(step // steps_per_epoch, state)
-            batch = first if first is not None else sharding.to_global(next(it), mesh)
+            host = first if first is not None else next(it)
             first = None
-            state, metrics = train_step(state, batch)
-            host_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            check_finite(host_metrics, step + 1)
-            bar.update(1)
+            trace.write(step + 1, host)
+            state, metrics = train_step(state, to_device(host, flag.signum or 0))
             done = step + 1
+            if multi:
+                # One step late, so the host never waits for the step it has just dispatched:
+                # every process reads the same agreed value of step done - 1 and stops at done.
+                stop = int(sharding.fetch(pending_stop)) if pending_stop is not None else 0
+                pending_stop = metrics.pop(_STOP)
+            else:
+                metrics.pop(_STOP)
+            bar.update(1)
             if done % config.log_every == 0 or done == total_steps:
+                # Metrics reach the host only on logging steps: a copy every step would make the
+                # host wait for each step before dispatching the next.
+                host_metrics = {k: float(v) for k, v in sharding.fetch(metrics).items()}
+                check_finite(host_metrics, done)
                 now = time.time()
                 host_metrics["examples_per_s"] = (
                     (done - n_last) * batch_size / max(now - t_last, 1e-9)
@@ -239,21 +329,24 @@ def run_loop(
                 bar.set_postfix({k: f"{v:.3g}" for k, v in list(host_metrics.items())[:4]})
             for hook in hooks:
                 hook(done, state, host_metrics)
-            extra = {"data": _loader_state_to_json(it.get_state())}
-            if flag.requested:
-                ckpt.save(done, state, extra, force=True)
+            if not multi:  # one process: stop at once
+                stop = (flag.signum or signal.SIGTERM) if flag.requested else 0
+            extra = {"metrics": host_metrics} if done == total_steps else {}
+            if stop:
+                ckpt.save(done, state, extra, force=True, loader=it)
                 ckpt.wait()
                 raise Preempted(
-                    f"{name}: stopped by signal {flag.signum} at step {done}; resume "
+                    f"{name}: stopped by signal {stop} at step {done}; resume "
                     f"with the same --workdir",
-                    flag.signum,
+                    stop,
                 )
-            ckpt.save(done, state, extra, force=done == total_steps)
+            ckpt.save(done, state, extra, force=done == total_steps, loader=it)
     finally:
         bar.close()  # before a Preempted/error message, not redrawn after it at exit
         ckpt.close()
         writer.flush()
         flag.uninstall()
+        trace.close()
     writer.close()
     return state, host_metrics
 
@@ -278,12 +371,51 @@ def model_config(config) -> dict:
     return m
 
 
+def finished_phase(workdir: str, total_steps: int) -> dict | None:
+    """The figures a phase recorded when it finished ``total_steps`` and exported, else None."""
+    path = os.path.join(workdir, PHASE_RECORD)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    return record if record.get("final_step") == total_steps else None
+
+
+def record_phase(workdir: str, record: dict) -> None:
+    """Writes ``workdir/phase.json`` (primary process, atomically): the phase is complete."""
+    if sharding.is_primary():
+        _write_json(os.path.join(workdir, PHASE_RECORD), record)
+    sharding.barrier("record_phase")
+
+
+def _write_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=float)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _export(workdir: str, parts: dict[str, Callable[[], None]]) -> None:
+    """Runs the export writers on the primary process (the others wait)."""
+    if sharding.is_primary():
+        for path in export.clean_leftovers(workdir):
+            log.warning("removed %s, left by an interrupted export", path)
+        for write in parts.values():
+            write()
+    sharding.barrier("export")
+
+
 def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     """DAMSM pretraining; exports the encoders to ``workdir``; returns summary figures."""
     d = config.damsm
-    sharding.check_batch_size(d.batch_size, mesh)
+    sharding.check_batch_size(d.batch_size, mesh, "damsm.batch_size")
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, d, n_train)
+    if (record := finished_phase(workdir, total)) is not None and export.has_damsm(workdir):
+        log.info("damsm: finished earlier in %s (step %d)", workdir, total)
+        return record
     size = max(config.data.image_sizes)
     rng = jax.random.key(config.seed)
     tx = damsm_train.optimizer_for(config, size)
@@ -321,10 +453,18 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
         "text": {"params": state.params["text"]},
         "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
     }
-    export.save_damsm(workdir, encoders)
-    export.save_model_config(workdir, model_config(config))
-    Vocabulary.load(pipeline.vocabulary_path(data_path)).save(os.path.join(workdir, "vocab.json"))
-    return {"final_step": total, "final_losses": last, **ev}
+    vocab = Vocabulary.load(pipeline.vocabulary_path(data_path))
+    _export(
+        workdir,
+        {
+            "damsm": lambda: export.save_damsm(workdir, encoders),
+            "model.json": lambda: export.save_model_config(workdir, model_config(config)),
+            "vocab.json": lambda: vocab.save(os.path.join(workdir, "vocab.json")),
+        },
+    )
+    record = {"final_step": total, "final_losses": last, **ev}
+    record_phase(workdir, record)
+    return record
 
 
 def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
@@ -336,7 +476,9 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
     for i, batch in enumerate(loader):
         if i >= config.eval.num_batches:
             break
-        items.append(jax.device_get(eval_step(state, sharding.to_global(batch, mesh))))
+        args = (state, sharding.to_global(batch, mesh))
+        out = sharding.call_in_lockstep(eval_step, *args) if i == 0 else eval_step(*args)
+        items.append(sharding.fetch(out))
     if not items:
         return {}
     m = damsm_train.mean_metrics(items)
@@ -352,7 +494,7 @@ def load_encoders(config, directory: str) -> Any:
     got_t = jax.tree_util.tree_map(np.shape, enc["text"]["params"])
     want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
     if got_t != want_t:
-        raise ValueError(
+        raise InputError(
             f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
             "emb_dim differ); train DAMSM on the same prepared dataset or fix --config.model.*"
         )
@@ -362,7 +504,7 @@ def load_encoders(config, directory: str) -> Any:
 def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     """AttnGAN training; exports the EMA generator to ``workdir``; returns summary figures."""
     g = config.gan
-    sharding.check_batch_size(g.batch_size, mesh)
+    sharding.check_batch_size(g.batch_size, mesh, "gan.batch_size")
     if not damsm_dir:
         raise ValueError(
             "AttnGAN training needs pretrained DAMSM encoders: set --config.gan.damsm_checkpoint "
@@ -370,6 +512,9 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         )
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, g, n_train)
+    if (record := finished_phase(workdir, total)) is not None and export.has_generator(workdir):
+        log.info("attngan: finished earlier in %s (step %d)", workdir, total)
+        return record
     rng = jax.random.key(config.seed + 1)
     init_fn = lambda enc: gan_train.init_state(config, rng, enc)  # noqa: E731
     vocab = load_vocabulary(data_path)
@@ -392,25 +537,40 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     )
     if total % config.sample_every:  # the final grid, when the last step did not draw one
         hooks[0](total, state, last, force=True)
-    export.save_generator(workdir, {"params": state.ema_params, "batch_stats": state.g_stats})
-    export.save_generator(
-        workdir, {"params": state.g_params, "batch_stats": state.g_stats}, raw=True
+    g_stats = state.g_stats
+    _export(
+        workdir,
+        {
+            "generator": lambda: export.save_generator(
+                workdir, {"params": state.ema_params, "batch_stats": g_stats}
+            ),
+            "generator_raw": lambda: export.save_generator(
+                workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
+            ),
+            "damsm": lambda: export.save_damsm(workdir, state.encoders),
+            "model.json": lambda: export.save_model_config(workdir, model_config(config)),
+            "vocab.json": lambda: vocab.save(os.path.join(workdir, "vocab.json")),
+        },
     )
-    export.save_damsm(workdir, state.encoders)
-    export.save_model_config(workdir, model_config(config))
-    vocab.save(os.path.join(workdir, "vocab.json"))
-    return {"final_step": total, "final_losses": last}
+    record = {"final_step": total, "final_losses": last}
+    record_phase(workdir, record)
+    return record
 
 
 def _sample_hook(
     config, workdir, data_path, vocab, mesh, step, state, metrics, force=False
 ) -> None:
-    """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG."""
+    """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG.
+
+    Every process samples (the generator is replicated over all of them); the primary writes.
+    """
     if step % config.sample_every and not force:
         return
     from attngan_jax.sampling import render_super_image
 
     img = render_super_image(config, state, data_path, vocab, mesh, num=8)
+    if not sharding.is_primary():
+        return
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     writer.write_images(step, {"samples/super_image": img})
     writer.close()
@@ -433,16 +593,27 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     config_lib.validate(config)  # a bad value fails here, naming its --config flag
     if config.phase in ("damsm", "demo"):
         damsm_train.inception_weights_path(config)  # a missing weights file fails before data prep
-    sharding.maybe_initialize_distributed()
+    if sharding.maybe_initialize_distributed() and jax.default_backend() == "cpu":
+        # Seen with jaxlib 0.10.2: a process that read the step from the persistent cache and
+        # one that compiled it ran mismatched gloo collectives and both hung at the first step.
+        from attngan_jax import compilation_cache
+
+        compilation_cache.disable()
+        log.warning("several CPU processes: the persistent compilation cache is off")
+    primary = sharding.is_primary()
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh()
     data_path = prepare_data(config)
     vocab = load_vocabulary(data_path)
     with config.unlocked():
         config.model.vocab_size = len(vocab)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    summary: dict[str, Any] = {"phase": config.phase, "devices": len(jax.devices())}
+    if primary:
+        _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+    summary: dict[str, Any] = {
+        "phase": config.phase,
+        "devices": len(jax.devices()),
+        "processes": jax.process_count(),
+    }
     if config.phase in ("damsm", "demo"):
         damsm_dir = workdir if config.phase == "damsm" else os.path.join(workdir, "damsm")
         summary["damsm"] = run_damsm(config, damsm_dir, data_path, mesh)
@@ -451,16 +622,32 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
         damsm_dir = config.gan.damsm_checkpoint or (
             os.path.join(workdir, "damsm") if config.phase == "demo" else ""
         )
-        summary["attngan"] = run_gan(config, gan_dir, data_path, mesh, damsm_dir)
-        from attngan_jax.eval_metrics import evaluate
-
-        wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])
-        summary["evaluation"] = evaluate(gan_dir, data_path, seed=config.seed, metrics=wanted)
+        record = run_gan(config, gan_dir, data_path, mesh, damsm_dir)
+        summary["attngan"] = {k: v for k, v in record.items() if k != "evaluation"}
+        if "evaluation" not in record:
+            record["evaluation"] = _final_evaluation(config, gan_dir, data_path)
+            record_phase(gan_dir, record)
+        summary["evaluation"] = record["evaluation"]
     summary["final_step"] = max(
         (v.get("final_step", 0) for v in summary.values() if isinstance(v, dict)), default=0
     )
-    tmp = os.path.join(workdir, ".summary.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, os.path.join(workdir, "summary.json"))
+    if primary:
+        _write_json(os.path.join(workdir, "summary.json"), summary)
+    sharding.barrier("summary")
     return summary
+
+
+def _final_evaluation(config, gan_dir: str, data_path: str) -> dict:
+    """The end-of-run metrics, computed by the primary process alone on its local devices.
+
+    Evaluation reads the exported model directory and runs without collectives; the other
+    processes wait. Returns ``{}`` on the other processes (only the primary writes the summary).
+    """
+    result: dict = {}
+    if sharding.is_primary():
+        from attngan_jax.eval_metrics import evaluate
+
+        wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])
+        result = evaluate(gan_dir, data_path, seed=config.seed, metrics=wanted)
+    sharding.barrier("final_evaluation")
+    return result
