@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from attngan_jax import sharding
+from attngan_jax import faults, sharding
 from attngan_jax.types import PyTree
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,9 @@ class Checkpointer:
         )
         if loader is not None:
             items["data"] = grain.checkpoint.CheckpointSave(loader)
-        return self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+        started = self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+        faults.point(f"checkpoint:{os.path.basename(os.path.dirname(self.directory))}:{step}")
+        return started
 
     # ---------------------------------------------------------------- restore
     def _restore_step(self, target: PyTree, step: int, loader: Any) -> tuple[PyTree, dict]:

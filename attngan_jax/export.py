@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from attngan_jax import sharding
+from attngan_jax import faults, sharding
 from attngan_jax.errors import InputError, MissingInputError
 
 PyTree = Any
@@ -70,6 +70,7 @@ def _save_tree(path: str, tree: PyTree) -> None:
     ckptr.save(tmp, tree)  # orbax itself writes tmp.orbax-checkpoint-tmp-* and renames it
     ckptr.wait_until_finished()
     ckptr.close()
+    faults.point(f"export:{os.path.basename(os.path.dirname(parent))}:{name}")
     if os.path.exists(path):  # the previous part stays whole until the new one is in place
         old = os.path.join(parent, f".old-{name}-{uuid.uuid4().hex[:8]}")
         os.replace(path, old)

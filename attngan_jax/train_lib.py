@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from attngan_jax import config_lib, damsm_train, export, gan_train, sharding
+from attngan_jax import config_lib, damsm_train, export, faults, gan_train, sharding
 from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
@@ -307,6 +307,7 @@ def run_loop(
             trace.write(step + 1, host)
             state, metrics = train_step(state, to_device(host, flag.signum or 0))
             done = step + 1
+            faults.point(f"step:{os.path.basename(workdir)}:{done}")
             if multi:
                 # One step late, so the host never waits for the step it has just dispatched:
                 # every process reads the same agreed value of step done - 1 and stops at done.
@@ -383,6 +384,7 @@ def finished_phase(workdir: str, total_steps: int) -> dict | None:
 
 def record_phase(workdir: str, record: dict) -> None:
     """Writes ``workdir/phase.json`` (primary process, atomically): the phase is complete."""
+    faults.point(f"record:{os.path.basename(workdir)}")
     if sharding.is_primary():
         _write_json(os.path.join(workdir, PHASE_RECORD), record)
     sharding.barrier("record_phase")
@@ -647,6 +649,7 @@ def _final_evaluation(config, gan_dir: str, data_path: str) -> dict:
     if sharding.is_primary():
         from attngan_jax.eval_metrics import evaluate
 
+        faults.point("evaluate")
         wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])
         result = evaluate(gan_dir, data_path, seed=config.seed, metrics=wanted)
     sharding.barrier("final_evaluation")

@@ -135,9 +135,13 @@ def runs(tmp_path_factory):
 def test_sigterm_and_sigkill_stop_cleanly(runs):
     c = runs["codes"]
     assert c[0] == 143 and c[1] == [143, 143], c  # SIGTERM to both: both save and exit 143
-    assert len(runs["stop1"]) == 1 and 2 <= runs["stop1"][0] < 8, runs["stop1"]
+    assert 2 <= runs["stop1"][-1] < 8, runs["stop1"]  # checkpoints every 2, and the stop's
+    for i in (0, 1):
+        assert f"stopped by signal 15 at step {runs['stop1'][-1]};" in _logs(runs["logs"][0], i)
     assert c[2] == [143, 143], c  # SIGTERM to one: the other stops at the same step
-    assert len(runs["stop2"]) >= 1 and runs["stop2"][-1] < 8, runs["stop2"]
+    assert 1 <= runs["stop2"][-1] < 8, runs["stop2"]
+    for i in (0, 1):
+        assert f"stopped by signal 15 at step {runs['stop2'][-1]};" in _logs(runs["logs"][1], i)
     assert c[3][1] == 128 + signal.SIGKILL and c[3][0] is not None, c  # no hang after a SIGKILL
     assert c[4] == 0, _logs(runs["logs"][3], 0)[-3000:] + _logs(runs["logs"][3], 1)[-3000:]
     assert runs["ref"].returncode == 0, runs["ref"].stderr[-3000:]

@@ -30,8 +30,11 @@ directory, and a killed process leaves only an ``incomplete.*`` directory, which
 
 from __future__ import annotations
 
+import glob
 import io
+import logging
 import os
+import shutil
 import types
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,6 +43,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from attngan_jax import faults
 from attngan_jax.data.base import Source
 
 VERSION = "1.0.0"
@@ -163,7 +167,8 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             examples = tqdm(
                 examples, total=self._source.num_examples(split), desc=f"{self.name}/{split}"
             )
-        for ex in examples:
+        for i, ex in enumerate(examples):
+            faults.point(f"prepare:{split}:{i}")
             lens = [len(c) for c in ex.captions]
             if not lens or min(lens) == 0:
                 raise ValueError(f"{ex.key}: every image needs at least one non-empty caption")
@@ -270,6 +275,11 @@ def prepare(
         factory = lambda: source  # noqa: E731
     else:
         factory = _default_factory(dataset, manual_dir, **source_kwargs)
+    for path in glob.glob(os.path.join(data_dir, f"attngan_{dataset}", "incomplete.*")):
+        # what a killed preparation left (TFDS writes incomplete.<id>_<version> and renames it
+        # when done; it ignores these but never deletes them). One preparation per data_dir.
+        logging.warning("removing %s, left by an interrupted dataset preparation", path)
+        shutil.rmtree(path, ignore_errors=True)
     builder = builder_class(dataset)(
         data_dir=data_dir,
         source_factory=factory,
