@@ -60,9 +60,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from attngan_jax import faults, sharding
+from attngan_jax.errors import InputError
 from attngan_jax.types import PyTree
 
 logger = logging.getLogger(__name__)
+
+
+class CheckpointsUnreadableError(InputError, RuntimeError):
+    """No checkpoint of a directory could be restored."""
+
 
 _ITEMS = ("state", "extra", "integrity", "data")
 
@@ -317,7 +323,11 @@ class Checkpointer:
                 self._quarantine(s)
                 continue
             return state, extra, s
-        raise RuntimeError(f"all checkpoints in {self.directory} failed to restore: {failures}")
+        raise CheckpointsUnreadableError(
+            f"every checkpoint in {self.directory} failed to restore (each was moved aside as "
+            f"<step>.corrupt-*): {failures}; delete the directory to start again, or use a new "
+            "--workdir"
+        )
 
     # ---------------------------------------------------------------- lifecycle
     def wait(self) -> None:

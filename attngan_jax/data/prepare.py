@@ -51,15 +51,18 @@ def main(argv: list[str]) -> None:
     if not isinstance(source_kwargs, dict):
         raise app.UsageError("--source_kwargs must be a JSON object")
     tfds.disable_progress_bar()  # our bar (with the split size as total) replaces TFDS's
-    path = prepare(
-        _DATASET.value,
-        _DATA_DIR.value,
-        _MANUAL_DIR.value,
-        image_format=_IMAGE_FORMAT.value,
-        overwrite=_OVERWRITE.value,
-        progress=True,
-        **source_kwargs,
-    )
+    from attngan_jax.cli import report_input_errors
+
+    with report_input_errors():  # a bad input: one "error:" line, exit 2
+        path = prepare(
+            _DATASET.value,
+            _DATA_DIR.value,
+            _MANUAL_DIR.value,
+            image_format=_IMAGE_FORMAT.value,
+            overwrite=_OVERWRITE.value,
+            progress=True,
+            **source_kwargs,
+        )
     print(path)
 
 
