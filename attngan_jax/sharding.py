@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,22 +99,37 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
     distributed.global_state.client.wait_at_barrier(barrier_id, timeout_s * 1000)
 
 
+_lockstep_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(args) -> tuple:
+    """What a compiled executable is specialised to: tree structure, shapes, dtypes, shardings."""
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return treedef, tuple(
+        (np.shape(x), getattr(x, "dtype", type(x)), getattr(x, "sharding", None)) for x in leaves
+    )
+
+
 def call_in_lockstep(jitted: Callable, *args) -> Any:
     """Calls a jitted function that runs collectives across processes, compiled first.
 
     Gloo (JAX's CPU collectives) waits only 30 s for the other processes at a program's first
     collective; when one process compiles the program much later than another (a loaded machine),
-    the collective fails. So with several processes the program is compiled, every process waits
-    at a :func:`barrier`, then it runs. One process: a plain call.
+    the collective fails. So with several processes the program is compiled once per argument
+    signature (kept while ``jitted`` lives), every process waits at a :func:`barrier` after that
+    compile, then it runs. One process: a plain call.
 
     Returns:
         ``jitted(*args)``.
     """
     if jax.process_count() == 1:
         return jitted(*args)
-    compiled = jitted.lower(*args).compile()
-    barrier("compiled")
-    return compiled(*args)
+    by_signature = _lockstep_compiled.setdefault(jitted, {})
+    sig = _signature(args)
+    if sig not in by_signature:
+        by_signature[sig] = jitted.lower(*args).compile()
+        barrier("compiled")
+    return by_signature[sig](*args)
 
 
 def fetch(tree: Any) -> Any:

@@ -399,12 +399,12 @@ def _write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _export(workdir: str, parts: dict[str, Callable[[], None]]) -> None:
+def _export(workdir: str, *writers: Callable[[], None]) -> None:
     """Runs the export writers on the primary process (the others wait)."""
     if sharding.is_primary():
         for path in export.clean_leftovers(workdir):
             log.warning("removed %s, left by an interrupted export", path)
-        for write in parts.values():
+        for write in writers:
             write()
     sharding.barrier("export")
 
@@ -458,11 +458,9 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     vocab = Vocabulary.load(pipeline.vocabulary_path(data_path))
     _export(
         workdir,
-        {
-            "damsm": lambda: export.save_damsm(workdir, encoders),
-            "model.json": lambda: export.save_model_config(workdir, model_config(config)),
-            "vocab.json": lambda: vocab.save(os.path.join(workdir, "vocab.json")),
-        },
+        lambda: export.save_damsm(workdir, encoders),
+        lambda: export.save_model_config(workdir, model_config(config)),
+        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last, **ev}
     record_phase(workdir, record)
@@ -478,8 +476,7 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
     for i, batch in enumerate(loader):
         if i >= config.eval.num_batches:
             break
-        args = (state, sharding.to_global(batch, mesh))
-        out = sharding.call_in_lockstep(eval_step, *args) if i == 0 else eval_step(*args)
+        out = sharding.call_in_lockstep(eval_step, state, sharding.to_global(batch, mesh))
         items.append(sharding.fetch(out))
     if not items:
         return {}
@@ -542,17 +539,15 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     g_stats = state.g_stats
     _export(
         workdir,
-        {
-            "generator": lambda: export.save_generator(
-                workdir, {"params": state.ema_params, "batch_stats": g_stats}
-            ),
-            "generator_raw": lambda: export.save_generator(
-                workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
-            ),
-            "damsm": lambda: export.save_damsm(workdir, state.encoders),
-            "model.json": lambda: export.save_model_config(workdir, model_config(config)),
-            "vocab.json": lambda: vocab.save(os.path.join(workdir, "vocab.json")),
-        },
+        lambda: export.save_generator(
+            workdir, {"params": state.ema_params, "batch_stats": g_stats}
+        ),
+        lambda: export.save_generator(
+            workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
+        ),
+        lambda: export.save_damsm(workdir, state.encoders),
+        lambda: export.save_model_config(workdir, model_config(config)),
+        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last}
     record_phase(workdir, record)
