@@ -33,6 +33,7 @@ import numpy as np
 from attngan_jax import damsm_train, export, sampling
 from attngan_jax.data import pipeline
 from attngan_jax.data.tfds_builders import dataset_dir, is_prepared
+from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.eval_lib import metrics_path, resolve_model_dir
 from attngan_jax.metrics import fid as fid_lib
 from attngan_jax.metrics.inception_score import InceptionScoreAccumulator, stackgan_cub_options
@@ -50,7 +51,7 @@ def resolve_data_path(data_dir: str | None, dataset: str) -> str:
     for cand in (data_dir, dataset_dir(data_dir, dataset)):
         if is_prepared(cand):
             return cand
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"no prepared {dataset!r} dataset at {data_dir} (nor {dataset_dir(data_dir, dataset)}): "
         f"pass --data_dir, or prepare it with python -m attngan_jax.data.prepare"
     )
@@ -139,7 +140,7 @@ def evaluate(
     t0 = time.time()
     bad = sorted(set(metrics) - set(METRICS))
     if bad:
-        raise ValueError(f"unknown metrics {bad}; choose from {METRICS}")
+        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
     model_dir = resolve_model_dir(workdir)
     mj = export.load_model_config(model_dir)
     m = sampling.load_model(model_dir, raw=generator == "raw")

@@ -593,3 +593,14 @@ def test_train_py_bad_image_in_custom_folder(tmp_path):
 def test_eval_py_missing_model_dir(tmp_path):
     r = _run("eval.py", "--mode=sample", f"--workdir={tmp_path / 'nope'}", "--caption=a bird")
     _assert_one_line_error(r, "nope: not a model directory")
+
+
+def test_evaluation_data_dir_and_metric_names(tmp_path):
+    from attngan_jax import eval_metrics
+
+    with pytest.raises(
+        MissingInputError, match=r"no prepared 'shapes' dataset at .*nope.*--data_dir"
+    ):
+        eval_metrics.resolve_data_path(str(tmp_path / "nope"), "shapes")
+    with pytest.raises(InputError, match=r"unknown metrics \['inception'\]; choose from"):
+        eval_metrics.evaluate(str(tmp_path), metrics=["inception"])
