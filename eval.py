@@ -10,14 +10,18 @@ r"""Sample images from captions, or compute IS / FID / R-precision / caption fid
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
 """
 
-from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX starts
+from attngan_jax.runtime import host_memory, xla_flags
 
-if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
+if __name__ == "__main__":
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend (kept by the restart)
+    # glibc reads its malloc tunables only at start-up: restart once with them
     host_memory.reexec_with_malloc_tunables()
 
 from absl import app, flags, logging  # noqa: E402
 
-from attngan_jax import cli, compilation_cache, eval_lib  # noqa: E402
+from attngan_jax import cli
+from attngan_jax.eval import run as eval_run  # noqa: E402
+from attngan_jax.runtime import compilation_cache
 
 _MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
 _WORKDIR = flags.DEFINE_string(
@@ -79,15 +83,15 @@ def _run(argv):
     if _MODE.value == "sample":
         if bool(_CAPTIONS.value) == bool(_CAPTION.value):
             raise app.UsageError("give either --captions=FILE or --caption=TEXT (repeatable)")
-        captions = eval_lib.read_captions(_CAPTIONS.value) if _CAPTIONS.value else _CAPTION.value
-        outdir = _OUTDIR.value or f"{eval_lib.resolve_model_dir(_WORKDIR.value)}/samples"
-        paths = eval_lib.sample(
+        captions = eval_run.read_captions(_CAPTIONS.value) if _CAPTIONS.value else _CAPTION.value
+        outdir = _OUTDIR.value or f"{eval_run.resolve_model_dir(_WORKDIR.value)}/samples"
+        paths = eval_run.sample(
             _WORKDIR.value, captions, outdir, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
             generator=_GENERATOR.value, truncation=_TRUNCATION.value, batch_size=_BATCH.value,
         )  # fmt: skip
         print(f"wrote {len(paths)} files to {outdir}")
         return
-    from attngan_jax.eval_metrics import evaluate
+    from attngan_jax.eval.evaluators import evaluate
 
     kwargs = dict(
         data_dir=_DATA_DIR.value, num_images=_NUM_IMAGES.value, batch_size=_BATCH.value,
@@ -95,13 +99,13 @@ def _run(argv):
         fid_inception=_FID_INCEPTION.value, fid_reference=_FID_REF.value, metrics=_METRICS.value,
     )  # fmt: skip
     if _ALL.value:
-        results = eval_lib.evaluate_all(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)
+        results = eval_run.evaluate_all(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)
     else:
         results = {_WORKDIR.value: evaluate(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)}
     for d, out in results.items():
         if out is None:
             continue
-        print(f"{d} ({_GENERATOR.value}): {eval_lib.format_metrics(out)}")
+        print(f"{d} ({_GENERATOR.value}): {eval_run.format_metrics(out)}")
 
 
 if __name__ == "__main__":

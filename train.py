@@ -6,9 +6,11 @@
 Re-running with the same --workdir resumes from its last checkpoint. See README.md.
 """
 
-from attngan_jax import host_memory  # also sets the XLA:CPU flags before JAX starts
+from attngan_jax.runtime import host_memory, xla_flags
 
-if __name__ == "__main__":  # glibc reads its malloc tunables only at start-up: restart with them
+if __name__ == "__main__":
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend (kept by the restart)
+    # glibc reads its malloc tunables only at start-up: restart once with them
     host_memory.reexec_with_malloc_tunables()
 
 import os  # noqa: E402
@@ -17,8 +19,10 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from attngan_jax import cli, compilation_cache, config_lib, train_lib  # noqa: E402
+from attngan_jax import cli, config_lib
 from attngan_jax.errors import InputError  # noqa: E402
+from attngan_jax.runtime import compilation_cache
+from attngan_jax.train import experiment  # noqa: E402
 
 try:  # ml_collections looks up the --config.a.b=... overrides here, before flags are parsed
     _CONFIG = config_flags.DEFINE_config_file(
@@ -53,8 +57,8 @@ def main(argv):
         flush=True,
     )
     try:
-        summary = train_lib.train_and_evaluate(config, workdir)
-    except train_lib.Preempted as e:  # a checkpoint was written: a message, not a traceback
+        summary = experiment.train_and_evaluate(config, workdir)
+    except experiment.Preempted as e:  # a checkpoint was written: a message, not a traceback
         print(f"\n{e}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
     except InputError as e:  # a bad file, folder or config value: its message, no traceback

@@ -125,11 +125,11 @@ def base_config() -> mlc.ConfigDict:
     c.gan.class_masking = True
     # Not in the original (off = the original): each caption with its position words swapped
     # is a hard mismatched text for the discriminators (_d) / a hard negative of the G's DAMSM
-    # term (_g). See gan_train.make_train_step.
+    # term (_g). See gan.make_train_step.
     c.gan.mirror_negatives_d = False
     c.gan.mirror_negatives_g = False
     # Not in the original: half of the hard captions of two-colour captions rename the second
-    # colour instead (damsm_train.recolour_captions); needs mirror_negatives_d or _g.
+    # colour instead (damsm.recolour_captions); needs mirror_negatives_d or _g.
     c.gan.recolour_negatives = False
 
     c.log_every = 100
@@ -137,7 +137,7 @@ def base_config() -> mlc.ConfigDict:
     c.keep_checkpoints = 3
     c.sample_every = 1000
     # Debugging/tests: every process appends the record indices of its block of each step to
-    # WORKDIR/<phase>/examples/process_<i>-of-<n>.jsonl (train_lib.run_loop).
+    # WORKDIR/<phase>/examples/process_<i>-of-<n>.jsonl (loop.run_loop).
     c.trace_examples = False
 
     c.eval = mlc.ConfigDict()
@@ -414,9 +414,9 @@ def validate(config: mlc.ConfigDict) -> None:
                 "or a directory made by python -m attngan_jax.convert.release"
             )
     if config.phase in ("damsm", "demo"):
-        from attngan_jax import damsm_train
+        from attngan_jax.train import damsm
 
-        damsm_train.inception_weights_path(config)  # unset or missing weights file
+        damsm.inception_weights_path(config)  # unset or missing weights file
     _validate_data_dirs(config.data)
 
 

@@ -26,9 +26,11 @@ import os
 import sys
 import time
 
-from attngan_jax import host_memory  # as train.py: XLA:CPU flags, then the malloc tunables
+from attngan_jax.runtime import host_memory, xla_flags
 
 if __name__ == "__main__":
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend (kept by the restart)
+    # glibc reads its malloc tunables only at start-up: restart once with them
     host_memory.reexec_with_malloc_tunables()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

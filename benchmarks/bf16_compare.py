@@ -28,8 +28,8 @@ import numpy as np  # noqa: E402
 import train_step as ts  # noqa: E402
 
 import attngan_jax  # noqa: E402,F401
-from attngan_jax import gan_train  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
+from attngan_jax.train import gan  # noqa: E402
 
 
 def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray], float, float]:
@@ -37,7 +37,7 @@ def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray
     config = ts.make_config("shapes", dtype)
     _, _, make_args = ts.build("shapes", config, batch)
     state, _ = make_args()
-    step = jax.jit(gan_train.make_train_step(config, shapes.IXTOWORD), donate_argnums=(0,))
+    step = jax.jit(gan.make_train_step(config, shapes.IXTOWORD), donate_argnums=(0,))
     batches = [ts.make_batch(config, batch, seed=i) for i in range(steps)]
     t = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
@@ -54,6 +54,9 @@ def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray
 
 
 def main(argv=None) -> dict:
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--batch_size", type=int, default=16)

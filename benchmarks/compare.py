@@ -66,6 +66,9 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def main(argv=None) -> dict:
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--presets", default="birds64,birds128,damsm_birds")
     ap.add_argument("--batch_size", type=int, default=4)

@@ -7,7 +7,7 @@ Usage::
 
 Times, on random weights and images, (1) the whole trunk (``models.inception.InceptionTrunk``,
 eval-mode BatchNorm as in the GAN step) forward, and forward + gradient w.r.t. the input images
-(what ``gan_train.generator_loss`` needs: the trunk is frozen, so no weight gradients), then
+(what ``gan.generator_loss`` needs: the trunk is frozen, so no weight gradients), then
 (2) each of its 94 convolutions alone (XLA's convolution on the shape it sees in the trunk):
 forward, and gradient w.r.t. its input. The sums show how much of the trunk's backward is
 convolution and how much is everything else (ReLU/BatchNorm masks, pool gradients, concatenation
@@ -136,6 +136,9 @@ def torch_encoder_ms(batch: int, size: int, repeats: int, threads: int) -> dict:
 
 
 def main(argv=None) -> dict:
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch_size", type=int, default=4)
     ap.add_argument("--size", type=int, default=299)

@@ -68,6 +68,9 @@ def measure(path: str, sizes: tuple[int, ...], workers: int, batch: int, batches
 
 
 def main() -> None:
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "attngan_bench"))
     parser.add_argument("--num_train", type=int, default=256)

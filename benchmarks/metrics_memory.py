@@ -22,6 +22,9 @@ def peak_rss_mib() -> float:
 
 
 def main() -> None:
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     ap = argparse.ArgumentParser()
     ap.add_argument("--num", type=int, default=50_000)
     ap.add_argument("--batch", type=int, default=100)

@@ -11,10 +11,15 @@ import time
 import jax
 
 import attngan_jax  # noqa: F401
-from attngan_jax import config_lib, gan_train, sharding, train_lib
+from attngan_jax import config_lib
+from attngan_jax.runtime import sharding
+from attngan_jax.train import experiment, gan
 
 
 def main():
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--data_dir", default="data/shapes")
@@ -23,21 +28,21 @@ def main():
     config = config_lib.shapes("attngan", "full")
     config.data.data_dir = a.data_dir
     config.data.worker_count = a.worker_count
-    path = train_lib.prepare_data(config)
-    words = train_lib.load_vocabulary(path).ixtoword
+    path = experiment.prepare_data(config)
+    words = experiment.load_vocabulary(path).ixtoword
     config.model.vocab_size = len(words)
-    from attngan_jax import damsm_train
+    from attngan_jax.train import damsm
 
     size = max(config.data.image_sizes)
-    params, stats = damsm_train.init_variables(config, jax.random.key(1), size)
+    params, stats = damsm.init_variables(config, jax.random.key(1), size)
     enc = {
         "text": {"params": params["text"]},
         "image": {"params": params["image"], "batch_stats": stats},
     }
     mesh = sharding.make_mesh()
-    state = gan_train.init_state(config, jax.random.key(0), enc)
-    step = jax.jit(gan_train.make_train_step(config, words), donate_argnums=(0,))
-    it = iter(train_lib.make_loader(config, path, "train", config.gan.batch_size, 0, True))
+    state = gan.init_state(config, jax.random.key(0), enc)
+    step = jax.jit(gan.make_train_step(config, words), donate_argnums=(0,))
+    it = iter(experiment.make_loader(config, path, "train", config.gan.batch_size, 0, True))
     cached = sharding.to_global(next(it), mesh)
     for _ in range(3):  # compile + warm-up
         state, m = step(state, cached)

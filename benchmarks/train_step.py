@@ -12,8 +12,8 @@ DAMSM step: Inception-v3 at 299, trunk BatchNorm in train mode, + bi-LSTM), ``sh
 ``sampling.generate``; use ``--batch_size=1`` for one caption).
 
 ``startup_s`` is process start to the end of the warm-up step (imports, init, compile, one step);
-``--compilation_cache=DIR`` turns on ``attngan_jax.compilation_cache`` there (run twice to see the
-second-run start-up). The step is the library's own (``gan_train.make_train_step`` / ``damsm_train.make_train_step``),
+``--compilation_cache=DIR`` turns on ``attngan_jax.runtime.compilation_cache`` there (run twice to see the
+second-run start-up). The step is the library's own (``gan.make_train_step`` / ``damsm.make_train_step``),
 jitted once with the state donated as ``train_lib`` does. ``compile_s`` is lowering + XLA
 compilation; one warm-up call follows, then ``--steps`` timed calls (each waits for its outputs).
 FLOPs and bytes come from XLA's ``cost_analysis()`` of the compiled executable.
@@ -26,9 +26,11 @@ import os
 import sys
 import time
 
-from attngan_jax import host_memory  # as train.py: XLA:CPU flags, then the malloc tunables
+from attngan_jax.runtime import host_memory, xla_flags  # noqa: E402
 
 if __name__ == "__main__":
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend (kept by the restart)
+    # glibc reads its malloc tunables only at start-up: restart once with them
     host_memory.reexec_with_malloc_tunables()
 _T_START = time.perf_counter()
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,8 +40,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attngan_jax import config_lib, damsm_train, gan_train, sampling, sharding  # noqa: E402
+from attngan_jax import config_lib  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
+from attngan_jax.eval import sampling  # noqa: E402
+from attngan_jax.runtime import sharding  # noqa: E402
+from attngan_jax.train import damsm, gan  # noqa: E402
 
 
 def make_config(preset: str, dtype: str):
@@ -82,7 +87,7 @@ def random_like(shapes, seed: int = 0):
     """Numpy values for a tree of shapes: He-scaled normal weights, unit BN scale/var, zero rest.
 
     Stands in for weights that a real run reads from a file (the DAMSM encoders of a GAN run, the
-    ImageNet trunk of a DAMSM run: :func:`damsm_train.load_inception_trunk`): building them with
+    ImageNet trunk of a DAMSM run: :func:`damsm.load_inception_trunk`): building them with
     the modules' jitted initialisers would add a ~25 s compile and its ~0.5 GB working memory that
     training never has.
     """
@@ -103,9 +108,7 @@ def random_like(shapes, seed: int = 0):
 def encoders_for(config, image_size: int):
     """Random frozen DAMSM encoders ``{"text": {"params"}, "image": {"params", "batch_stats"}}``."""
     p, bs = random_like(
-        jax.eval_shape(
-            lambda k: damsm_train.init_variables(config, k, image_size), jax.random.key(1)
-        )
+        jax.eval_shape(lambda k: damsm.init_variables(config, k, image_size), jax.random.key(1))
     )
     return {"text": {"params": p["text"]}, "image": {"params": p["image"], "batch_stats": bs}}
 
@@ -117,26 +120,26 @@ def build(preset: str, config, batch: int):
     """
     kind = bc.PRESETS[preset]["kind"]
     if kind == "damsm":
-        tx = damsm_train.optimizer_for(config, 299)
+        tx = damsm.optimizer_for(config, 299)
 
-        def damsm_args():  # the frozen trunk comes from a file, as in train_lib.run_damsm
-            init = lambda k, t: damsm_train.init_state(config, k, 299, tx, t)  # noqa: E731
+        def damsm_args():  # the frozen trunk comes from a file, as in experiment.run_damsm
+            init = lambda k, t: damsm.init_state(config, k, 299, tx, t)  # noqa: E731
             trunk = sharding.put_leafwise(  # host copies freed leaf by leaf, as run_loop does
-                lambda: random_like(damsm_train.trunk_shapes(config, 299))
+                lambda: random_like(damsm.trunk_shapes(config, 299))
             )
             state = jax.jit(init, donate_argnums=1)(jax.random.key(0), trunk)
             return state, make_batch(config, batch)
 
-        return damsm_train.make_train_step(config, tx, steps_per_epoch=100), (0,), damsm_args
+        return damsm.make_train_step(config, tx, steps_per_epoch=100), (0,), damsm_args
     if kind == "sample":
-        text, _ = damsm_train.build_models(config)
+        text, _ = damsm.build_models(config)
 
         def sample_args():
             data = make_batch(config, batch)
             caps, lens = data["captions"], data["cap_lens"]
             text_vars = jax.jit(lambda k: text.init(k, caps, lens, train=False))(jax.random.key(1))
-            g = gan_train.init_generator(
-                gan_train.build_generator(config), jax.random.key(2), config.data.words_num
+            g = gan.init_generator(
+                gan.build_generator(config), jax.random.key(2), config.data.words_num
             )
             z = jax.random.normal(jax.random.key(3), (batch, config.model.z_dim))
             eps = jax.random.normal(jax.random.key(4), (batch, config.model.condition_dim))
@@ -146,12 +149,12 @@ def build(preset: str, config, batch: int):
 
     def gan_args():
         enc = sharding.put_leafwise(lambda: encoders_for(config, max(config.data.image_sizes)))
-        init = lambda e: gan_train.init_state(config, jax.random.key(0), e)  # noqa: E731
+        init = lambda e: gan.init_state(config, jax.random.key(0), e)  # noqa: E731
         state = jax.jit(init, donate_argnums=0)(enc)
         return state, make_batch(config, batch)
 
     words = shapes.IXTOWORD if kind == "shapes" else None  # hard negatives
-    return gan_train.make_train_step(config, words), (0,), gan_args
+    return gan.make_train_step(config, words), (0,), gan_args
 
 
 def cost(compiled) -> tuple[float, float]:
@@ -200,7 +203,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     config = make_config(preset, dtype)
     fn, donate, make_args = build(preset, config, batch)
     jitted = jax.jit(fn, donate_argnums=donate)
-    # As train_lib.run_loop: compiled from the arguments' shapes before they exist, then the
+    # As loop.run_loop: compiled from the arguments' shapes before they exist, then the
     # compiler's freed heap returned, then the initialisers run.
     # The shapes are traced through a fresh function so that JAX's trace caches (keyed on the
     # function) let go of the initialiser's trace afterwards, as run_loop's are (~0.1 GB).
@@ -212,7 +215,7 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
     del lowered  # the StableHLO module (~50 MB for birds64); run_loop does not keep it either
     host_memory.release_freed_host_memory()
     args = make_args()
-    host_memory.release_freed_host_memory()  # as train_lib.run_loop after initialising the state
+    host_memory.release_freed_host_memory()  # as loop.run_loop after initialising the state
     flops, nbytes = cost(compiled)
     stateful = bool(donate)
     args = call_step(compiled, args, stateful)  # warm-up
@@ -261,7 +264,7 @@ def main(argv=None) -> dict:
     )
     a = ap.parse_args(argv)
     if a.compilation_cache:
-        from attngan_jax import compilation_cache
+        from attngan_jax.runtime import compilation_cache
 
         compilation_cache.enable(a.compilation_cache)
     res = run(a.preset, a.batch_size, a.steps, a.dtype)

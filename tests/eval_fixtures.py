@@ -11,8 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attngan_jax import damsm_train, export, gan_train, sampling
+from attngan_jax import model_dir
 from attngan_jax.config_lib import base_config
+from attngan_jax.eval import sampling
+from attngan_jax.train import damsm, gan
 
 TINY = dict(
     embed_dim=16, emb_dim=16, image_trunk="small", small_trunk_width=8, gf_dim=4, df_dim=4,
@@ -94,8 +96,8 @@ def tiny_model_json(vocab_size: int, dataset: str = "shapes", words_num: int = 1
 def init_tiny_networks(mj: dict, seed: int = 0):
     """(generator variables, encoders) with random weights (no ``init``: it is slow on CPU)."""
     config = sampling.config_from_model_json(mj)
-    gen = gan_train.build_generator(config)
-    text, image = damsm_train.build_models(config)
+    gen = gan.build_generator(config)
+    text, image = damsm.build_models(config)
     k = jax.random.key(seed)
     b, t = 2, mj["words_num"]
     g = jax.eval_shape(lambda: gen.init(k, jnp.zeros((b, gen.z_dim)), jnp.zeros((b, gen.emb_dim)),
@@ -113,11 +115,11 @@ def make_model_dir(path: str, vocab, dataset: str = "shapes", seed: int = 0) -> 
     """Writes a tiny model directory (EMA + raw generator, encoders, vocab, model.json)."""
     mj = tiny_model_json(len(vocab), dataset)
     g, enc = init_tiny_networks(mj, seed)
-    export.save_generator(path, g)
-    export.save_generator(path, g, raw=True)
-    export.save_damsm(path, enc)
+    model_dir.save_generator(path, g)
+    model_dir.save_generator(path, g, raw=True)
+    model_dir.save_damsm(path, enc)
     vocab.save(os.path.join(path, "vocab.json"))
-    export.save_model_config(path, mj)
+    model_dir.save_model_config(path, mj)
     return path
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attngan_jax import cli, config_lib, damsm_train, eval_lib, export, sampling
+from attngan_jax import cli, config_lib, model_dir
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.release import generator_config_from_state_dict
 from attngan_jax.convert.text_encoder import text_encoder_from_state_dict
@@ -31,7 +31,10 @@ from attngan_jax.data.safe_pickle import PickleFormatError, UnsafePickleError, l
 from attngan_jax.data.text import DataError
 from attngan_jax.data.vocab import UnknownWordsError, Vocabulary, load_captions_pickle
 from attngan_jax.errors import InputError, InputKeyError, MissingInputError
+from attngan_jax.eval import run as eval_run
+from attngan_jax.eval import sampling
 from attngan_jax.metrics import fid, networks, tf_checkpoint
+from attngan_jax.train import damsm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -403,10 +406,10 @@ def test_inception_and_tf_checkpoint_errors(tmp_path):
 def test_damsm_inception_weights_setting(tmp_path):
     config = config_lib.birds("damsm", "full")
     with pytest.raises(InputError, match=r"--config\.damsm\.inception_weights=PATH"):
-        damsm_train.inception_weights_path(config)
+        damsm.inception_weights_path(config)
     config.damsm.inception_weights = str(tmp_path / "w.pth")
     with pytest.raises(MissingInputError, match=r"--config\.damsm\.inception_weights=.*w\.pth"):
-        damsm_train.inception_weights_path(config)
+        damsm.inception_weights_path(config)
 
 
 def test_fid_reference_errors(tmp_path):
@@ -424,25 +427,25 @@ def test_fid_reference_errors(tmp_path):
 def test_model_directory_errors(tmp_path):
     d = tmp_path / "m"
     with pytest.raises(MissingInputError, match=r"m: not a model directory"):
-        eval_lib.resolve_model_dir(str(d))
+        eval_run.resolve_model_dir(str(d))
     with pytest.raises(MissingInputError, match=r"model\.json not found"):
-        export.load_model_config(str(d))
+        model_dir.load_model_config(str(d))
     d.mkdir()
     (d / "model.json").write_text("{broken")
     with pytest.raises(InputError, match=r"model\.json: not valid JSON"):
-        export.load_model_config(str(d))
+        model_dir.load_model_config(str(d))
     (d / "model.json").write_text("[1, 2]")
     with pytest.raises(InputError, match=r"model\.json: not a JSON object"):
-        export.load_model_config(str(d))
+        model_dir.load_model_config(str(d))
     (d / "model.json").write_text(json.dumps({"gf_dim": 4, "words_num": 5}))
     with pytest.raises(DataError, match=r"model\.json: lacks the key\(s\) \['image_sizes'"):
         sampling.load_model(str(d))
     with pytest.raises(MissingInputError, match=r"generator: no exported networks here"):
-        export.load_generator(str(d))
+        model_dir.load_generator(str(d))
     (d / "model" / "generator").mkdir(parents=True)
     (d / "model" / "generator" / "junk").write_text("x")
     with pytest.raises(InputError, match=r"generator: cannot be read"):
-        export.load_generator(str(d))
+        model_dir.load_generator(str(d))
 
 
 # ----------------------------------------------------------------------------- captions to sample
@@ -459,17 +462,17 @@ def test_sampling_captions(tmp_path, caplog):
     assert "purple" in caplog.text and words == [["a", "bird"]] and unknown == [["purple"]]
     assert lens.tolist() == [2]
     with pytest.raises(MissingInputError, match=r"--captions=.*caps\.txt: no such file"):
-        eval_lib.read_captions(str(tmp_path / "caps.txt"))
+        eval_run.read_captions(str(tmp_path / "caps.txt"))
     (tmp_path / "caps.txt").write_bytes(b"\xff\xfe\xfa")
     with pytest.raises(DataError, match=r"caps\.txt: not UTF-8"):
-        eval_lib.read_captions(str(tmp_path / "caps.txt"))
+        eval_run.read_captions(str(tmp_path / "caps.txt"))
     (tmp_path / "caps.txt").write_bytes(b"\r\n \n")
     with pytest.raises(DataError, match=r"caps\.txt: no captions"):
-        eval_lib.read_captions(str(tmp_path / "caps.txt"))
+        eval_run.read_captions(str(tmp_path / "caps.txt"))
     (tmp_path / "caps.txt").write_bytes(b"\xef\xbb\xbfa red bird\r\n\r\na bird\r\n")
-    assert eval_lib.read_captions(str(tmp_path / "caps.txt")) == ["a red bird", "a bird"]
+    assert eval_run.read_captions(str(tmp_path / "caps.txt")) == ["a red bird", "a bird"]
     with pytest.raises(InputError, match="--num_samples=0"):
-        eval_lib.sample(str(tmp_path), ["a bird"], str(tmp_path / "out"), num_samples=0)
+        eval_run.sample(str(tmp_path), ["a bird"], str(tmp_path / "out"), num_samples=0)
 
 
 # ----------------------------------------------------------------------------- configs and flags
@@ -596,11 +599,11 @@ def test_eval_py_missing_model_dir(tmp_path):
 
 
 def test_evaluation_data_dir_and_metric_names(tmp_path):
-    from attngan_jax import eval_metrics
+    from attngan_jax.eval import evaluators
 
     with pytest.raises(
         MissingInputError, match=r"no prepared 'shapes' dataset at .*nope.*--data_dir"
     ):
-        eval_metrics.resolve_data_path(str(tmp_path / "nope"), "shapes")
+        evaluators.resolve_data_path(str(tmp_path / "nope"), "shapes")
     with pytest.raises(InputError, match=r"unknown metrics \['inception'\]; choose from"):
-        eval_metrics.evaluate(str(tmp_path), metrics=["inception"])
+        evaluators.evaluate(str(tmp_path), metrics=["inception"])

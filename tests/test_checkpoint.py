@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 
-from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
+from attngan_jax.train.checkpoint import Checkpointer, install_preemption_handler
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
@@ -126,7 +126,7 @@ def test_crash_before_commit_is_never_restored(tmp_path):
     import os, sys
     import attngan_jax, jax.numpy as jnp
     from orbax.checkpoint._src.path import atomicity
-    from attngan_jax.checkpoint import Checkpointer
+    from attngan_jax.train.checkpoint import Checkpointer
     ckpt = Checkpointer(sys.argv[1])
     ckpt.save(1, {"x": jnp.ones(1000)}, {"s": 1}, force=True); ckpt.wait()
     async def crash(*a, **k):
@@ -174,7 +174,7 @@ def test_corrupted_latest_falls_back_with_warning(tmp_path, caplog, mode):
     _corrupt(str(tmp_path / "3"), mode)
     ckpt = Checkpointer(tmp_path)
     target = jax.eval_shape(make_state)
-    with caplog.at_level(logging.WARNING, logger="attngan_jax.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="attngan_jax.train.checkpoint"):
         state, extra, step = ckpt.restore(target)
     assert step == 2 and extra == {"step": 2}
     assert_trees_identical(make_state(2.0), state)
@@ -206,7 +206,7 @@ def test_forced_async_save_is_durable_after_wait(tmp_path):
     code = """
     import os, sys
     import attngan_jax, jax.numpy as jnp
-    from attngan_jax.checkpoint import Checkpointer
+    from attngan_jax.train.checkpoint import Checkpointer
     ckpt = Checkpointer(sys.argv[1], save_interval_steps=1000, async_save=True)
     ckpt.save(7, {"x": jnp.arange(100000.0)}, {"s": 7}, force=True)
     ckpt.wait()
@@ -225,7 +225,7 @@ def test_restore_into_target_shardings(tmp_path):
     import sys
     import attngan_jax, jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from attngan_jax.checkpoint import Checkpointer
+    from attngan_jax.train.checkpoint import Checkpointer
     mesh = Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b"))
     x = jax.device_put(jnp.arange(64.0).reshape(8, 8), NamedSharding(mesh, P("a", "b")))
     ckpt = Checkpointer(sys.argv[1])
@@ -250,7 +250,7 @@ def test_restore_into_target_shardings(tmp_path):
 SIGNAL_LOOP = """
 import sys, time
 import attngan_jax, jax.numpy as jnp
-from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
+from attngan_jax.train.checkpoint import Checkpointer, install_preemption_handler
 ckpt = Checkpointer(sys.argv[1], save_interval_steps=1000)
 flag = install_preemption_handler()
 state = {"w": jnp.zeros(4), "step": jnp.int32(0)}

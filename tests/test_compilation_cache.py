@@ -8,13 +8,13 @@ import textwrap
 import jax
 import jax.numpy as jnp
 
-from attngan_jax import compilation_cache
+from attngan_jax.runtime import compilation_cache
 
 _CHILD = textwrap.dedent(
     """
     import sys, time
     import attngan_jax
-    from attngan_jax import compilation_cache
+    from attngan_jax.runtime import compilation_cache
     import jax, jax.numpy as jnp
     from jax._src import monitoring
     hits = []

@@ -1,7 +1,7 @@
 """Crash safety: ``kill -9`` at the moments that write files, rerun, and nothing partial remains.
 
 One workdir, one tiny demo job (8 DAMSM + 8 GAN steps, a checkpoint every 2), killed with a real
-SIGKILL at a sequence of moments (``attngan_jax.faults``: the process kills itself exactly there,
+SIGKILL at a sequence of moments (``attngan_jax.runtime.faults``: the process kills itself exactly there,
 so the moment is hit every time) and rerun after each kill until it finishes. The result must be
 what an uninterrupted run gives: the same exported networks (bitwise: same process, same devices,
 resume is exact), the same summary, and no temporary or partial path anywhere.
@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from attngan_jax import export
+from attngan_jax import model_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = [
@@ -87,10 +87,10 @@ def test_each_kill_left_what_it_should(crashed_and_straight):
 def test_rerun_after_kills_equals_uninterrupted(crashed_and_straight):
     a, b = crashed_and_straight["crashed"], crashed_and_straight["straight"]
     for phase, load in (
-        ("damsm", export.load_damsm),
-        ("attngan", export.load_damsm),
-        ("attngan", export.load_generator),
-        ("attngan", lambda d: export.load_generator(d, raw=True)),
+        ("damsm", model_dir.load_damsm),
+        ("attngan", model_dir.load_damsm),
+        ("attngan", model_dir.load_generator),
+        ("attngan", lambda d: model_dir.load_generator(d, raw=True)),
     ):
         x, y = load(os.path.join(a, phase)), load(os.path.join(b, phase))
         import jax

@@ -4,9 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from attngan_jax import config_lib, damsm_train, train_lib
+from attngan_jax import config_lib
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.parity import load_case, split_arrays
+from attngan_jax.train import damsm, experiment
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def damsm_config(weights=""):
 def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
     path, weights = torchvision_npz
     config = damsm_config(path)
-    tx = damsm_train.optimizer_for(config, 299)
-    trunk = damsm_train.load_inception_trunk(config, 299)
+    tx = damsm.optimizer_for(config, 299)
+    trunk = damsm.load_inception_trunk(config, 299)
     inception = trunk["params"]["inception"]
     np.testing.assert_array_equal(  # torch (O, I, kh, kw) -> Flax (kh, kw, I, O)
         inception["Mixed_7c"]["branch3x3dbl_3b"]["conv"]["kernel"],
@@ -46,9 +47,9 @@ def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
     # The state built on it has the random state's tree and shapes (the abstract target of
     # compiling and restoring); the values are checked end to end below.
     shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
-    random = jax.eval_shape(lambda: damsm_train.init_state(config, jax.random.key(0), 299, tx))
+    random = jax.eval_shape(lambda: damsm.init_state(config, jax.random.key(0), 299, tx))
     loaded = jax.eval_shape(
-        lambda t: damsm_train.init_state(config, jax.random.key(0), 299, tx, t), trunk
+        lambda t: damsm.init_state(config, jax.random.key(0), 299, tx, t), trunk
     )
     assert jax.tree_util.tree_structure(random) == jax.tree_util.tree_structure(loaded)
     assert shapes(random) == shapes(loaded)
@@ -56,20 +57,20 @@ def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
 
 def test_weights_setting_is_checked_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--config.damsm.inception_weights=PATH"):
-        damsm_train.inception_weights_path(damsm_config(""))
+        damsm.inception_weights_path(damsm_config(""))
     missing = str(tmp_path / "nope.pth")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        damsm_train.inception_weights_path(damsm_config(missing))
-    assert damsm_train.inception_weights_path(damsm_config("random")) is None
+        damsm.inception_weights_path(damsm_config(missing))
+    assert damsm.inception_weights_path(damsm_config("random")) is None
     small = damsm_config("")
     small.model.image_trunk = "small"
-    assert damsm_train.inception_weights_path(small) is None
+    assert damsm.inception_weights_path(small) is None
     # train_and_evaluate refuses before preparing data (manual_dir does not exist).
     config = damsm_config("")
     config.data.data_dir = str(tmp_path / "data")
     config.data.manual_dir = str(tmp_path / "no_birds_here")
     with pytest.raises(ValueError, match="inception_weights"):
-        train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+        experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
 
 
@@ -78,7 +79,7 @@ def test_wrong_weights_file_names_the_keys(parity_dir, tmp_path):
     path = tmp_path / "image_encoder.npz"
     np.savez(path, **{k: np.asarray(v) for k, v in split_arrays(arrays)[0].items()})
     with pytest.raises(ConversionError, match="emb_features"):
-        damsm_train.load_inception_trunk(damsm_config(str(path)), 299)
+        damsm.load_inception_trunk(damsm_config(str(path)), 299)
 
 
 def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
@@ -91,9 +92,9 @@ def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
     config.damsm.batch_size = 2
     config.damsm.num_steps = 1
     config.checkpoint_every = 1
-    summary = train_lib.train_and_evaluate(config, str(tmp_path / "run"))
+    summary = experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert summary["final_step"] == 1
-    exported = train_lib.load_encoders(config, str(tmp_path / "run"))["image"]
+    exported = experiment.load_encoders(config, str(tmp_path / "run"))["image"]
     np.testing.assert_array_equal(
         exported["params"]["inception"]["Mixed_5b"]["branch5x5_2"]["conv"]["kernel"],
         weights["Mixed_5b.branch5x5_2.conv.weight"].transpose(2, 3, 1, 0),
@@ -108,8 +109,8 @@ def test_damsm_step_passes_the_frozen_trunk_through():
     rewrote the whole trunk every step (and XLA copied each kernel first for its readers).
     """
     config = damsm_config("random")
-    tx = damsm_train.optimizer_for(config, 299)
-    state = jax.eval_shape(lambda: damsm_train.init_state(config, jax.random.key(0), 299, tx))
+    tx = damsm.optimizer_for(config, 299)
+    state = jax.eval_shape(lambda: damsm.init_state(config, jax.random.key(0), 299, tx))
     b, words = 2, config.data.words_num
     batch = {
         "captions": jax.ShapeDtypeStruct((b, words), np.int32),
@@ -120,7 +121,7 @@ def test_damsm_step_passes_the_frozen_trunk_through():
             for s in config.data.image_sizes
         },
     }
-    step = damsm_train.make_train_step(config, tx, steps_per_epoch=10)
+    step = damsm.make_train_step(config, tx, steps_per_epoch=10)
     jaxpr = jax.make_jaxpr(step)(state, batch).jaxpr
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
     n_trunk = 0

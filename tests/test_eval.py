@@ -13,10 +13,11 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(__file__))
 from eval_fixtures import make_model_dir, random_inception_npz  # noqa: E402
 
-from attngan_jax import eval_lib, eval_metrics, sampling  # noqa: E402
 from attngan_jax.data import pipeline, tfds_builders  # noqa: E402
 from attngan_jax.data.text import DataError  # noqa: E402
 from attngan_jax.data.vocab import Vocabulary  # noqa: E402
+from attngan_jax.eval import evaluators, sampling
+from attngan_jax.eval import run as eval_run  # noqa: E402
 from attngan_jax.metrics import networks  # noqa: E402
 
 
@@ -36,13 +37,13 @@ def test_sample_files_names_and_determinism(shapes, tmp_path, caplog):
     root, _, model, vocab = shapes
     caps = tmp_path / "caps.txt"
     caps.write_text("a red circle on the left\n\n  \na blue zebra square\n")
-    captions = eval_lib.read_captions(str(caps))
+    captions = eval_run.read_captions(str(caps))
     assert captions == ["a red circle on the left", "a blue zebra square"]  # blank lines skipped
     demo = root / "demo"  # a demo workdir: the model directory is its attngan/ subdir
     if not demo.exists():
         shutil.copytree(model, demo / "attngan")
     with caplog.at_level(logging.WARNING):
-        paths = eval_lib.sample(str(demo), captions, str(tmp_path / "out"), num_samples=2,
+        paths = eval_run.sample(str(demo), captions, str(tmp_path / "out"), num_samples=2,
                                 seed=3, batch_size=3)  # fmt: skip
     assert "zebra" in caplog.text  # the unknown word is named
     names = sorted(os.listdir(tmp_path / "out"))
@@ -53,7 +54,7 @@ def test_sample_files_names_and_determinism(shapes, tmp_path, caplog):
     assert np.asarray(Image.open(tmp_path / "out" / "0000_00_64.png")).shape == (64, 64, 3)
     # a caption's images depend on (seed, caption, sample) only, not on the batch or other captions
     a = np.asarray(Image.open(tmp_path / "out" / "0000_01_128.png"))
-    eval_lib.sample(model, captions, str(tmp_path / "again"), num_samples=2, seed=3, batch_size=4)
+    eval_run.sample(model, captions, str(tmp_path / "again"), num_samples=2, seed=3, batch_size=4)
     a2 = np.asarray(Image.open(tmp_path / "again" / "0000_01_128.png"))
     b = np.asarray(Image.open(tmp_path / "again" / "0000_00_128.png"))
     diff = lambda x, y: np.abs(x.astype(int) - y.astype(int))  # noqa: E731
@@ -65,10 +66,10 @@ def test_sample_files_names_and_determinism(shapes, tmp_path, caplog):
 def test_caption_without_known_word_is_an_error_naming_it(shapes, tmp_path):
     _, _, model, _ = shapes
     with pytest.raises(DataError, match="qwerty zxcv"):
-        eval_lib.sample(model, ["a red circle", "qwerty zxcv"], str(tmp_path / "o"))
+        eval_run.sample(model, ["a red circle", "qwerty zxcv"], str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()  # fails before writing anything
     with pytest.raises(FileNotFoundError, match="not a model directory"):
-        eval_lib.resolve_model_dir(str(tmp_path))
+        eval_run.resolve_model_dir(str(tmp_path))
 
 
 def test_noise_is_per_item():
@@ -103,16 +104,16 @@ def test_fast_frechet_matches():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((50, 8)), rng.standard_normal((40, 8)) + 0.3
     args = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
-    assert _fast_frechet(*args) == pytest.approx(eval_metrics.fid_lib.frechet_distance(*args))
+    assert _fast_frechet(*args) == pytest.approx(evaluators.fid_lib.frechet_distance(*args))
 
 
 def test_metrics_json_and_all(shapes, tmp_path_factory, monkeypatch):
     root, data, model, vocab = shapes
-    monkeypatch.setattr(eval_metrics.fid_lib, "frechet_distance", _fast_frechet)
+    monkeypatch.setattr(evaluators.fid_lib, "frechet_distance", _fast_frechet)
     inc = random_inception_npz(str(tmp_path_factory.mktemp("w") / "inception_v3.npz"))
-    out = eval_metrics.evaluate(model, data_dir=data, num_images=20, batch_size=10, seed=1,
+    out = evaluators.evaluate(model, data_dir=data, num_images=20, batch_size=10, seed=1,
                                 inception=inc)  # fmt: skip
-    path = eval_lib.metrics_path(model, "ema")
+    path = eval_run.metrics_path(model, "ema")
     assert json.load(open(path)) == json.loads(json.dumps(out, default=float))
     m = out["metrics"]
     assert out["num_images"] == 20 and out["skipped"] == {}
@@ -126,7 +127,7 @@ def test_metrics_json_and_all(shapes, tmp_path_factory, monkeypatch):
     # --all: "a" is scored already (skipped), "b" (a demo workdir) is scored, "c" is not a model
     make_model_dir(str(root / "runs" / "b" / "attngan"), vocab, seed=5)
     os.makedirs(root / "runs" / "c")
-    res = eval_lib.evaluate_all(str(root / "runs"), data_dir=os.path.dirname(os.path.dirname(data)),
+    res = eval_run.evaluate_all(str(root / "runs"), data_dir=os.path.dirname(os.path.dirname(data)),
                                 num_images=12, batch_size=6)  # fmt: skip
     assert sorted(res) == [str(root / "runs" / "a"), str(root / "runs" / "b")]
     assert res[str(root / "runs" / "a")] is None
@@ -134,4 +135,4 @@ def test_metrics_json_and_all(shapes, tmp_path_factory, monkeypatch):
     assert set(rb["skipped"]) == {"is", "fid"} and "--inception" in rb["skipped"]["is"]
     assert rb["num_images"] == 12 and "r_precision" in rb["metrics"]
     assert os.path.exists(root / "runs" / "b" / "attngan" / "eval" / "metrics_ema.json")
-    assert eval_lib.format_metrics(rb).count("skipped") == 2
+    assert eval_run.format_metrics(rb).count("skipped") == 2

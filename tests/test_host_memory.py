@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from attngan_jax import host_memory as hm
+from attngan_jax.runtime import host_memory as hm
 
 
 def test_tuned_environ_appends_the_missing_tunables():
@@ -77,7 +77,7 @@ def test_put_leafwise_releases_each_host_array_once_copied(monkeypatch):
     import jax
     import numpy as np
 
-    from attngan_jax import sharding
+    from attngan_jax.runtime import sharding
 
     refs = []
 

@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from attngan_jax import export
-from attngan_jax.launch import Job, process_env
+from attngan_jax import model_dir
+from attngan_jax.runtime.launch import Job, process_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 600  # per job: a hang fails the test instead of the whole CI run
@@ -171,9 +171,9 @@ def test_two_processes_equal_one(runs):
     1e-5, none by more than 2 lr.
     """
     for load in (
-        export.load_damsm,
-        export.load_generator,
-        lambda d: export.load_generator(d, raw=True),
+        model_dir.load_damsm,
+        model_dir.load_generator,
+        lambda d: model_dir.load_generator(d, raw=True),
     ):
         a, b = (
             load(os.path.join(runs["two"], "attngan")),
@@ -188,7 +188,7 @@ def test_two_processes_equal_one(runs):
                 float(np.max(np.abs(x - y))),
             )
     # the DAMSM phase's export too (its own directory)
-    a, b = (export.load_damsm(os.path.join(runs[k], "damsm")) for k in ("two", "one"))
+    a, b = (model_dir.load_damsm(os.path.join(runs[k], "damsm")) for k in ("two", "one"))
     for (path, x), (_, y) in zip(_leaves(a), _leaves(b), strict=True):
         np.testing.assert_allclose(
             np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5, err_msg=str(path)

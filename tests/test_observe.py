@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-from attngan_jax.observe import MetricWriter, NonFiniteLossError, check_finite, progress
+from attngan_jax.runtime.observe import MetricWriter, NonFiniteLossError, check_finite, progress
 
 
 def read_events(logdir):

@@ -14,7 +14,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from eval_fixtures import flax_to_torch, init_tiny_networks, random_variables, tiny_model_json  # noqa: E402
 
-from attngan_jax import export  # noqa: E402
+from attngan_jax import model_dir  # noqa: E402
 from attngan_jax.convert.common import ConversionError  # noqa: E402
 from attngan_jax.convert.release import convert_release, generator_config_from_state_dict  # noqa: E402
 from attngan_jax.models.image_encoder import CNNEncoder  # noqa: E402
@@ -61,8 +61,8 @@ def test_release_round_trip_and_sample(release, tmp_path):
     assert got["dcgan"] is False and got["vocab_size"] == len(WORDS) and got["words_num"] == 25
     assert got["image_sizes"] == [64, 128] and got["image_trunk"] == "inception"
     assert json.load(open(os.path.join(out, "model.json"))) == got
-    _leaves_equal(export.load_generator(out), g)  # the converted weights are the originals
-    _leaves_equal(export.load_damsm(out)["text"], enc["text"])
+    _leaves_equal(model_dir.load_generator(out), g)  # the converted weights are the originals
+    _leaves_equal(model_dir.load_damsm(out)["text"], enc["text"])
     caps = tmp_path / "caps.txt"
     caps.write_text("this bird is red with a short beak\n")
     r = subprocess.run(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from attngan_jax.data import shapes as S
-from attngan_jax.data import shapes_oracle as O
+from attngan_jax.data.shapes import oracle as O
 
 
 @pytest.fixture(scope="module")

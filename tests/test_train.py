@@ -12,8 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attngan_jax import config_lib, damsm_train, gan_train, sharding, train_lib
+from attngan_jax import config_lib
 from attngan_jax.parity import load_case, split_arrays
+from attngan_jax.runtime import sharding
+from attngan_jax.train import damsm, experiment, gan, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,27 +31,27 @@ def tiny_config(tmp_dir, phase="demo"):
 def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
     config = tiny_config(d)
-    path = train_lib.prepare_data(config)
+    path = experiment.prepare_data(config)
     with config.unlocked():
-        config.model.vocab_size = len(train_lib.load_vocabulary(path))
+        config.model.vocab_size = len(experiment.load_vocabulary(path))
     return config, path
 
 
 def _words(path):
-    return train_lib.load_vocabulary(path).ixtoword
+    return experiment.load_vocabulary(path).ixtoword
 
 
 def first_batch(config, path, batch_size):
-    loader = train_lib.make_loader(config, path, "train", batch_size, 0, True)
+    loader = experiment.make_loader(config, path, "train", batch_size, 0, True)
     return {k: jnp.asarray(v) for k, v in next(iter(loader)).items() if k != "keys"}
 
 
 def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
     config, path = prepared
     size = max(config.data.image_sizes)
-    tx = damsm_train.optimizer_for(config, size)
-    state = damsm_train.init_state(config, jax.random.key(0), size, tx)
-    step = jax.jit(damsm_train.make_train_step(config, tx, steps_per_epoch=100))
+    tx = damsm.optimizer_for(config, size)
+    state = damsm.init_state(config, jax.random.key(0), size, tx)
+    step = jax.jit(damsm.make_train_step(config, tx, steps_per_epoch=100))
     batch = first_batch(config, path, config.damsm.batch_size)
     losses = []
     for _ in range(8):
@@ -61,7 +63,7 @@ def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
 
 def _encoders(config, key=1):
     size = max(config.data.image_sizes)
-    params, stats = damsm_train.init_variables(config, jax.random.key(key), size)
+    params, stats = damsm.init_variables(config, jax.random.key(key), size)
     return {
         "text": {"params": params["text"]},
         "image": {"params": params["image"], "batch_stats": stats},
@@ -70,8 +72,8 @@ def _encoders(config, key=1):
 
 def test_gan_step_lowers_losses_on_fixed_batch(prepared):
     config, path = prepared
-    state = gan_train.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan_train.make_train_step(config, _words(path)), donate_argnums=(0,))
+    state = gan.init_state(config, jax.random.key(0), _encoders(config))
+    step = jax.jit(gan.make_train_step(config, _words(path)), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
     hist = []
     for _ in range(10):
@@ -102,22 +104,22 @@ def test_gan_step_with_mirrored_captions(prepared, recolour):
         config.data.image_sizes = (32, 64)
         config.model.base_size = 32
     ixtoword = _words(path)
-    tables, colour_ids = damsm_train.swap_tables(ixtoword), damsm_train.colour_word_ids(ixtoword)
+    tables, colour_ids = damsm.swap_tables(ixtoword), damsm.colour_word_ids(ixtoword)
     if recolour:
         with pytest.raises(ValueError, match="turn on at least one"):
-            gan_train.make_train_step(config, ixtoword)
+            gan.make_train_step(config, ixtoword)
     with config.unlocked():
         config.gan.mirror_negatives_d = True
         config.gan.mirror_negatives_g = True
     with pytest.raises(ValueError, match="need the vocabulary"):
-        gan_train.make_train_step(config)
-    state = gan_train.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan_train.make_train_step(config, ixtoword), donate_argnums=(0,))
+        gan.make_train_step(config)
+    state = gan.init_state(config, jax.random.key(0), _encoders(config))
+    step = jax.jit(gan.make_train_step(config, ixtoword), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
-    mirrored, _, changed = damsm_train.mirror_captions(batch["captions"], tables)
+    mirrored, _, changed = damsm.mirror_captions(batch["captions"], tables)
     assert bool(jnp.any(changed)), "the tiny batch should hold a caption with a position word"
     if recolour:
-        _, renamed = damsm_train.recolour_captions(batch["captions"], colour_ids, jax.random.key(0))
+        _, renamed = damsm.recolour_captions(batch["captions"], colour_ids, jax.random.key(0))
         assert bool(jnp.any(renamed)), "the tiny batch should hold a two-colour caption"
     hist = []
     for _ in range(10):
@@ -142,8 +144,8 @@ def test_gan_class_masking_switch(prepared):
             c.gan.class_masking = masking
             # Hard captions are an extra, never-masked negative column: off here.
             c.gan.mirror_negatives_d = c.gan.mirror_negatives_g = c.gan.recolour_negatives = False
-        state = gan_train.init_state(c, jax.random.key(0), _encoders(c))
-        _, m = jax.jit(gan_train.make_train_step(c, _words(path)))(state, batch)
+        state = gan.init_state(c, jax.random.key(0), _encoders(c))
+        _, m = jax.jit(gan.make_train_step(c, _words(path)))(state, batch)
         out[masking] = float(m["s_loss"])
     assert out[True] == pytest.approx(0.0, abs=1e-6) and out[False] > 0.1, out
 
@@ -152,18 +154,18 @@ def _run_gan(config, workdir, damsm_dir, path, steps):
     with config.unlocked():
         config.gan.num_steps = steps
     mesh = sharding.make_mesh()
-    train_lib.run_gan(config, workdir, path, mesh, damsm_dir)
-    from attngan_jax import export
+    experiment.run_gan(config, workdir, path, mesh, damsm_dir)
+    from attngan_jax import model_dir
 
-    return export.load_generator(workdir, raw=True), export.load_generator(workdir)
+    return model_dir.load_generator(workdir, raw=True), model_dir.load_generator(workdir)
 
 
 def test_resume_equals_uninterrupted(prepared, tmp_path, caplog):
     config, path = prepared
-    from attngan_jax import export
+    from attngan_jax import model_dir
 
     damsm_dir = str(tmp_path / "damsm")
-    export.save_damsm(damsm_dir, _encoders(config))
+    model_dir.save_damsm(damsm_dir, _encoders(config))
     raw_a, ema_a = _run_gan(config, str(tmp_path / "a"), damsm_dir, path, 4)
     _run_gan(config, str(tmp_path / "b"), damsm_dir, path, 2)
     raw_b, ema_b = _run_gan(config, str(tmp_path / "b"), damsm_dir, path, 4)
@@ -184,9 +186,9 @@ def test_sigterm_saves_and_resume_continues(prepared, tmp_path):
         config.checkpoint_every = 1000
     mesh = sharding.make_mesh()
     size = max(config.data.image_sizes)
-    tx = damsm_train.optimizer_for(config, size)
-    init = lambda: damsm_train.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
-    step_fn = damsm_train.make_train_step(config, tx, 100)
+    tx = damsm.optimizer_for(config, size)
+    init = lambda: damsm.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
+    step_fn = damsm.make_train_step(config, tx, 100)
 
     def kill_at_3(step, state, metrics):
         if step == 3:
@@ -201,17 +203,17 @@ def test_sigterm_saves_and_resume_continues(prepared, tmp_path):
         step_fn=step_fn,
         total_steps=6,
     )
-    loader = train_lib.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
-    with pytest.raises(train_lib.Preempted):
-        train_lib.run_loop(loader=loader, hooks=[kill_at_3], **kwargs)
+    loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
+    with pytest.raises(loop.Preempted):
+        loop.run_loop(loader=loader, hooks=[kill_at_3], **kwargs)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
-    loader = train_lib.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
-    state, _ = train_lib.run_loop(loader=loader, **kwargs)
+    loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
+    state, _ = loop.run_loop(loader=loader, **kwargs)
     assert int(state.step) == 6
     # The resumed run equals an uninterrupted one.
-    loader = train_lib.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
+    loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     kwargs["workdir"] = str(tmp_path / "straight")
-    ref, _ = train_lib.run_loop(loader=loader, **kwargs)
+    ref, _ = loop.run_loop(loader=loader, **kwargs)
     for x, y in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(ref.params)):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
 
@@ -223,18 +225,18 @@ def test_corrupted_latest_checkpoint_falls_back(prepared, tmp_path, caplog):
         config.checkpoint_every = 2
     mesh = sharding.make_mesh()
     size = max(config.data.image_sizes)
-    tx = damsm_train.optimizer_for(config, size)
-    init = lambda: damsm_train.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
+    tx = damsm.optimizer_for(config, size)
+    init = lambda: damsm.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
     kwargs = dict(
         name="t",
         workdir=str(tmp_path),
         config=config,
         mesh=mesh,
         init_fn=init,
-        step_fn=damsm_train.make_train_step(config, tx, 100),
+        step_fn=damsm.make_train_step(config, tx, 100),
     )
-    loader = train_lib.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
-    train_lib.run_loop(loader=loader, total_steps=4, **kwargs)
+    loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
+    loop.run_loop(loader=loader, total_steps=4, **kwargs)
     # Truncate every array file of the latest step.
     latest = tmp_path / "checkpoints" / "4"
     for root, _, files in os.walk(latest):
@@ -242,9 +244,9 @@ def test_corrupted_latest_checkpoint_falls_back(prepared, tmp_path, caplog):
             if "state" in root and not f.startswith("_"):
                 with open(os.path.join(root, f), "r+b") as fh:
                     fh.truncate(8)
-    loader = train_lib.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
+    loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     with caplog.at_level("WARNING"):
-        state, _ = train_lib.run_loop(loader=loader, total_steps=5, **kwargs)
+        state, _ = loop.run_loop(loader=loader, total_steps=5, **kwargs)
     assert int(state.step) == 5
     assert any("corrupted" in r.getMessage() for r in caplog.records)
 
@@ -259,24 +261,25 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         import attngan_jax, jax, jax.numpy as jnp, numpy as np, json
         jax.config.update("jax_default_matmul_precision", "highest")
         import ml_collections as mlc
-        from attngan_jax import gan_train, damsm_train, sharding, train_lib
+        from attngan_jax.train import gan, damsm, experiment
+        from attngan_jax.runtime import sharding
         config = mlc.ConfigDict(json.loads({config.to_json()!r}))
         # Adam turns float-rounding differences of near-zero gradients into updates of up to
         # ~lr: compare at the original's 2e-4 (the shapes demo trains at 6e-4).
         config.gan.g_lr = config.gan.d_lr = 2e-4
         assert len(jax.devices()) == 4
         size = max(config.data.image_sizes)
-        params, stats = damsm_train.init_variables(config, jax.random.key(1), size)
+        params, stats = damsm.init_variables(config, jax.random.key(1), size)
         enc = {{"text": {{"params": params["text"]}}, "image": {{"params": params["image"], "batch_stats": stats}}}}
-        loader = train_lib.make_loader(config, {path!r}, "train", config.gan.batch_size, 0, True)
+        loader = experiment.make_loader(config, {path!r}, "train", config.gan.batch_size, 0, True)
         host = next(iter(loader))
-        vocab = train_lib.load_vocabulary({path!r})
+        vocab = experiment.load_vocabulary({path!r})
         outs = []
         for devs in (jax.devices()[:1], jax.devices()):
             mesh = sharding.make_mesh(devs)
             repl = sharding.replicated(mesh)
-            state = jax.jit(lambda: gan_train.init_state(config, jax.random.key(0), enc), out_shardings=repl)()
-            step = jax.jit(gan_train.make_train_step(config, vocab.ixtoword))
+            state = jax.jit(lambda: gan.init_state(config, jax.random.key(0), enc), out_shardings=repl)()
+            step = jax.jit(gan.make_train_step(config, vocab.ixtoword))
             batch = sharding.to_global(host, mesh)
             assert len(batch["captions"].sharding.device_set) == len(devs)
             for _ in range(2):
@@ -309,9 +312,9 @@ def test_train_py_reports_preemption_without_traceback(tmp_path):
         spec.loader.exec_module(train)  # not __main__: no re-exec, no app.run
 
         def preempted(config, workdir):
-            raise train.train_lib.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
+            raise train.experiment.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
 
-        train.train_lib.train_and_evaluate = preempted
+        train.experiment.train_and_evaluate = preempted
         flags.FLAGS(["train.py", "--config={os.path.join(REPO, "configs", "shapes.py")}:tiny",
                      "--workdir={tmp_path}"])
         train.main([])
@@ -332,7 +335,7 @@ def test_train_py_reports_preemption_without_traceback(tmp_path):
 
 
 def test_generator_loss_matches_reference_fixture(parity_dir):
-    """``gan_train.generator_loss`` (the G loss the step optimises) equals ``e_gan_losses``."""
+    """``gan.generator_loss`` (the G loss the step optimises) equals ``e_gan_losses``."""
     from attngan_jax.convert.discriminator import convert_discriminator
     from attngan_jax.convert.inception import convert_image_encoder
     from attngan_jax.convert.torch_io import load_state_dict
@@ -352,7 +355,7 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
             cc["GAMMA2"],
             cc["GAMMA3"],
         )
-    discs = gan_train.build_discriminators(config)
+    discs = gan.build_discriminators(config)
     d_params, d_stats = {}, {}
     for name, d in discs.items():
         v = convert_discriminator(weights, d, source="e_gan_losses", prefix=f"netsD.{name[1:]}.")
@@ -362,7 +365,7 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
     image_vars = convert_image_encoder(enc_sd, image, source="b_cnn_encoder")
     fakes = tuple(jnp.asarray(nhwc(inputs[f"fake_imgs_{s}"])) for s in (64, 128, 256))
     words = jnp.asarray(inputs["words_embs"]).transpose(0, 2, 1)
-    loss = jax.jit(functools.partial(gan_train.generator_loss, config, discs, image))
+    loss = jax.jit(functools.partial(gan.generator_loss, config, discs, image))
     with jax.default_matmul_precision("highest"):  # weights as arguments, not HLO constants
         total, (parts, _) = loss(
             d_params,
@@ -383,10 +386,10 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
 
 def test_mirrored_negatives_flip_and_swap():
     words = ["<end>", "a", "red", "circle", "left", "right", "top", "bottom"]
-    tables = damsm_train.swap_tables(words)
+    tables = damsm.swap_tables(words)
     caps = jnp.array([[1, 2, 3, 4], [1, 2, 3, 6], [1, 2, 3, 0]], jnp.int32)  # left / top / none
     img = jnp.arange(3 * 4 * 4 * 3, dtype=jnp.float32).reshape(3, 4, 4, 3)
-    out = damsm_train.add_mirrored_negatives(
+    out = damsm.add_mirrored_negatives(
         {"image_4": img, "captions": caps, "cap_lens": jnp.array([4, 4, 3])}, "image_4", tables
     )
     np.testing.assert_array_equal(out["captions"][3:], [[1, 2, 3, 5], [1, 2, 3, 7], [1, 2, 3, 0]])
@@ -398,7 +401,7 @@ def test_mirrored_negatives_flip_and_swap():
 
 def test_recolour_captions_renames_the_second_colour():
     words = ["<end>", "a", "red", "blue", "green", "circle", "and", "the", "one", "above"]
-    colour_ids = damsm_train.colour_word_ids(words)
+    colour_ids = damsm.colour_word_ids(words)
     np.testing.assert_array_equal(colour_ids, [2, 4, 3])  # in COLOUR_WORDS order
     caps = jnp.array(
         [
@@ -409,7 +412,7 @@ def test_recolour_captions_renames_the_second_colour():
         jnp.int32,
     )
     for seed in range(5):
-        out, changed = damsm_train.recolour_captions(caps, colour_ids, jax.random.key(seed))
+        out, changed = damsm.recolour_captions(caps, colour_ids, jax.random.key(seed))
         np.testing.assert_array_equal(changed, [True, True, False])
         # Every "blue" (the last-named colour) becomes the one colour not named: green.
         np.testing.assert_array_equal(out[0], [1, 2, 5, 9, 1, 4, 5, 0])
@@ -430,8 +433,8 @@ def test_spatial_global_code_keeps_the_layout():
 
 
 def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
-    from attngan_jax import train_lib
-    from attngan_jax.host_memory import release_freed_host_memory
+    from attngan_jax.runtime.host_memory import release_freed_host_memory
+    from attngan_jax.train import experiment
 
     traces = []
 
@@ -439,7 +442,7 @@ def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
         traces.append(x.shape)
         return x * 2
 
-    step = train_lib._AotStep(jax.jit(fn))
+    step = loop._AotStep(jax.jit(fn))
     np.testing.assert_array_equal(step(jnp.ones(3)), 2 * np.ones(3))
     np.testing.assert_array_equal(step(jnp.full(3, 2.0)), 4 * np.ones(3))
     assert traces == [(3,)]  # compiled ahead of time once, then reused

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from attngan_jax import export
+from attngan_jax import model_dir
 from attngan_jax.config_lib import base_config
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.generator import convert_generator
@@ -136,7 +136,8 @@ def convert_release(
         ConversionError: a file does not fit (key and shapes named) or the vocabulary size differs
             from the text encoder's.
     """
-    from attngan_jax import damsm_train, gan_train, sampling
+    from attngan_jax.eval import sampling
+    from attngan_jax.train import damsm, gan
 
     g_sd = load_state_dict(net_g)
     gen_cfg = generator_config_from_state_dict(g_sd, net_g)
@@ -164,8 +165,8 @@ def convert_release(
     dataset = dataset or RELEASE_VOCAB.get(len(vocab), "birds")
     mj = release_model_json(gen_cfg, len(vocab), t_mod.embed_dim, dataset)
     config = sampling.config_from_model_json(mj)
-    gen = convert_generator(g_sd, gan_train.build_generator(config), source=net_g)
-    text_mod, image_mod = damsm_train.build_models(config)
+    gen = convert_generator(g_sd, gan.build_generator(config), source=net_g)
+    text_mod, image_mod = damsm.build_models(config)
     encoders: dict[str, Any] = {"text": convert_text_encoder(t_sd, text_mod, source=text_encoder)}
     if image_encoder is None:
         base, name = os.path.split(text_encoder)
@@ -179,15 +180,18 @@ def convert_release(
         load_state_dict(image_encoder), image_mod, source=image_encoder
     )
     os.makedirs(out, exist_ok=True)
-    export.save_generator(out, gen)
-    export.save_damsm(out, encoders)
+    model_dir.save_generator(out, gen)
+    model_dir.save_damsm(out, encoders)
     vocab.save(os.path.join(out, "vocab.json"))
-    export.save_model_config(out, mj)  # last: a directory with model.json is complete
+    model_dir.save_model_config(out, mj)  # last: a directory with model.json is complete
     return mj
 
 
 def main(argv: list[str]) -> None:
     """CLI entry point (absl flags, see the module docstring)."""
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     from absl import flags
 
     from attngan_jax import cli

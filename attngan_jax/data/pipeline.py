@@ -26,7 +26,7 @@ order, as ``jax.make_array_from_process_local_data`` lays them out). So N proces
 exactly the batches one process sees. The price: every host reads each record of the global batch
 (the encoded bytes, not decoded) to draw its caption; only its block's images are decoded. The
 loader state (``get_state``) is the position in the global stream, the same on every host; each
-host still saves and restores its own (``attngan_jax.checkpoint``).
+host still saves and restores its own (``attngan_jax.train.checkpoint``).
 
 Workers: ``worker_count=0`` runs everything in the calling thread. ``worker_count=n`` starts n grain
 worker processes (decode + PIL transforms are CPU bound and hold the GIL) that each build whole
@@ -458,7 +458,7 @@ def global_batches(
     Yields:
         Dicts with the same keys; numeric fields are global ``jax.Array``s.
     """
-    from attngan_jax import sharding  # the one host -> global conversion (train loop too)
+    from attngan_jax.runtime import sharding  # the one host -> global conversion (train loop too)
 
     for batch in batches:
         yield sharding.to_global(batch, mesh, data_axis, keep_host=True)

@@ -41,6 +41,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Regenerate even if a complet
 
 def main(argv: list[str]) -> None:
     """Prepares ``--dataset`` and prints the dataset directory."""
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import tensorflow_datasets as tfds

@@ -43,8 +43,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from attngan_jax import faults
 from attngan_jax.data.base import Source
+from attngan_jax.runtime import faults
 
 VERSION = "1.0.0"
 VOCAB_FILENAME = "vocab.json"

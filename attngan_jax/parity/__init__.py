@@ -150,6 +150,9 @@ def run_case(directory: str, name: str) -> list[Check]:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs every case in a directory; prints a line per output; returns 1 on any failure."""
+    from attngan_jax.runtime import xla_flags
+
+    xla_flags.apply()  # XLA:CPU flags, before JAX starts its backend
     import sys
 
     args = sys.argv[1:] if argv is None else argv

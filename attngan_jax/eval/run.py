@@ -7,10 +7,10 @@ and sample ``j``::
     OUT/{i:04d}_{j:02d}_attention.png    the super-image: stages + the top attended words' maps
 
 The noise of ``(i, j)`` is drawn from ``fold_in(key(seed), i * num_samples + j)``
-(:func:`attngan_jax.sampling.sample_noise`), so a caption's images do not depend on the batch size,
+(:func:`attngan_jax.eval.sampling.sample_noise`), so a caption's images do not depend on the batch size,
 the device count or the other captions in the file.
 
-``evaluate`` (metrics) lives in :mod:`attngan_jax.eval_metrics`; :func:`evaluate_all` scores every
+``evaluate`` (metrics) lives in :mod:`attngan_jax.eval.evaluators`; :func:`evaluate_all` scores every
 model directory below a folder that has no metrics JSON yet.
 """
 
@@ -22,10 +22,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attngan_jax import export, sampling
+from attngan_jax import model_dir
 from attngan_jax.data.text import DataError
 from attngan_jax.errors import InputError, MissingInputError
-from attngan_jax.observe import progress
+from attngan_jax.eval import sampling
+from attngan_jax.runtime.observe import progress
 from attngan_jax.visualize import save_png, super_image, to_uint8
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ def resolve_model_dir(path: str) -> str:
         MissingInputError: neither holds a ``model.json`` (the message says what was looked for).
     """
     for cand in (path, os.path.join(path, "attngan")):
-        if os.path.isfile(os.path.join(cand, export.MODEL_JSON)):
+        if os.path.isfile(os.path.join(cand, model_dir.MODEL_JSON)):
             return cand
     raise MissingInputError(
-        f"{path}: not a model directory (no {export.MODEL_JSON} in it or in {path}/attngan). "
+        f"{path}: not a model directory (no {model_dir.MODEL_JSON} in it or in {path}/attngan). "
         "Model directories are written at the end of training (train.py) and by "
         "python -m attngan_jax.convert.release."
     )
@@ -50,7 +51,7 @@ def resolve_model_dir(path: str) -> str:
 def is_model_dir(path: str) -> bool:
     """Whether :func:`resolve_model_dir` finds a model directory with a generator at ``path``."""
     try:
-        return export.has_generator(resolve_model_dir(path))
+        return model_dir.has_generator(resolve_model_dir(path))
     except FileNotFoundError:
         return False
 
@@ -115,8 +116,8 @@ def sample(
         raise InputError(f"--num_samples={num_samples}: must be >= 1")
     if batch_size < 1:
         raise InputError(f"--batch_size={batch_size}: must be >= 1")
-    model_dir = resolve_model_dir(workdir)
-    m = sampling.load_model(model_dir, raw=generator == "raw")
+    mdir = resolve_model_dir(workdir)
+    m = sampling.load_model(mdir, raw=generator == "raw")
     # Encode everything first: a caption without any known word fails before any image is made.
     ids, lens, words, _ = sampling.encode_captions(m.vocab, captions, m.config.data.words_num)
     total = len(captions) * num_samples
@@ -148,9 +149,9 @@ def sample(
     return written
 
 
-def metrics_path(model_dir: str, generator: str = "ema") -> str:
+def metrics_path(mdir: str, generator: str = "ema") -> str:
     """Where the metrics of one generator of a model directory are written."""
-    return os.path.join(model_dir, "eval", f"metrics_{generator}.json")
+    return os.path.join(mdir, "eval", f"metrics_{generator}.json")
 
 
 def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict | None]:
@@ -159,12 +160,12 @@ def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict 
     Args:
         root: a folder of model directories (or of demo workdirs).
         generator: ``"ema"`` or ``"raw"``.
-        **kwargs: :func:`attngan_jax.eval_metrics.evaluate` options.
+        **kwargs: :func:`attngan_jax.eval.evaluators.evaluate` options.
 
     Returns:
         ``{subdir: metrics dict, or None when skipped (already scored)}``.
     """
-    from attngan_jax.eval_metrics import evaluate
+    from attngan_jax.eval.evaluators import evaluate
 
     if not os.path.isdir(root):
         raise MissingInputError(f"--workdir={root}: no such folder")

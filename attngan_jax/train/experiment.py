@@ -4,12 +4,12 @@ Phases (``config.phase``): ``damsm`` pretrains the DAMSM encoders, ``attngan`` t
 frozen encoders loaded from ``config.gan.damsm_checkpoint`` (a model directory), ``demo`` runs both
 (``WORKDIR/damsm`` then ``WORKDIR/attngan``) — the shapes demo that ``python train.py`` runs.
 
-Every phase: data-parallel over every device of every process (``attngan_jax.sharding``), one
+Every phase: data-parallel over every device of every process (``attngan_jax.runtime.sharding``), one
 jitted step, orbax checkpoints of the whole state plus each process's data-loader position every
 ``checkpoint_every`` steps and on SIGTERM/SIGINT (restarting with the same workdir continues
 exactly), TensorBoard scalars and images, a progress bar, non-finite losses stop the run naming the
 step and the loss. At the end the networks are exported as a model directory
-(``attngan_jax.export``), the phase's figures are recorded in ``WORKDIR/phase.json`` (a finished
+(``attngan_jax.model_dir``), the phase's figures are recorded in ``WORKDIR/phase.json`` (a finished
 phase is not run again: a resumed run reports the same summary) and ``WORKDIR/summary.json`` is
 written.
 
@@ -26,39 +26,24 @@ import functools
 import json
 import logging
 import os
-import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from attngan_jax import config_lib, damsm_train, export, faults, gan_train, sharding
-from attngan_jax.checkpoint import Checkpointer, install_preemption_handler
+from attngan_jax import config_lib, model_dir
 from attngan_jax.data import pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
 from attngan_jax.errors import InputError
-from attngan_jax.host_memory import release_freed_host_memory
-from attngan_jax.observe import MetricWriter, check_finite, progress
+from attngan_jax.runtime import faults, sharding
+from attngan_jax.runtime.observe import MetricWriter
+from attngan_jax.train import damsm, gan
+from attngan_jax.train.loop import run_loop
 
 log = logging.getLogger(__name__)
 PHASE_RECORD = "phase.json"
-
-
-class Preempted(RuntimeError):
-    """Raised after a SIGTERM/SIGINT checkpoint so the caller stops without an export.
-
-    Attributes:
-        signum: the signal that asked to stop (``train.py`` exits with ``128 + signum``, the
-            shell's status for a process ended by that signal).
-    """
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
 
 
 # ----------------------------------------------------------------------------- data
@@ -122,236 +107,6 @@ def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, 
 
 
 # ----------------------------------------------------------------------------- generic loop
-def _loader_state_from_json(state: Any) -> Any:
-    return state.encode() if isinstance(state, str) else state
-
-
-_STOP = "_stop"  # the batch field / metric that carries a stop request between processes
-
-
-def _with_stop_request(step_fn: Callable) -> Callable:
-    """Wraps a step so that a stop request on any process reaches every process.
-
-    Each process puts the signal number it received (0: none) into every row of its block of
-    ``batch["_stop"]``; the step returns the maximum over the global batch, replicated, as
-    ``metrics["_stop"]``. So all processes read the same value after the same step, and save and
-    stop together (a SIGTERM to one host only, or to all at different steps, cannot hang them).
-    """
-
-    def step(state, batch):
-        batch = dict(batch)
-        stop = batch.pop(_STOP)  # (B,) int32
-        state, metrics = step_fn(state, batch)
-        return state, {**metrics, _STOP: jnp.max(stop)}
-
-    return step
-
-
-class _ExampleTrace:
-    """Appends the record indices of each step's block to ``examples/process_<i>-of-<n>.jsonl``."""
-
-    def __init__(self, workdir: str, enabled: bool):
-        self._file = None
-        if enabled:
-            d = os.path.join(workdir, "examples")
-            os.makedirs(d, exist_ok=True)
-            name = f"process_{jax.process_index()}-of-{jax.process_count()}.jsonl"
-            self._file = open(os.path.join(d, name), "a")  # noqa: SIM115  (closed in close())
-
-    def write(self, step: int, host_batch: dict) -> None:
-        if self._file is not None:
-            self._file.write(json.dumps({"step": step, "index": host_batch["index"].tolist()}))
-            self._file.write("\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-
-class _AotStep:
-    """A jitted step compiled ahead of time, then the compiler's freed memory released.
-
-    ``compile`` takes the arguments' shapes (``jax.ShapeDtypeStruct`` with shardings, or arrays),
-    so the step can be built before its state exists; otherwise the first call compiles. Calls
-    the compiled executable; if a call's arguments do not match the ones it was compiled for
-    (shapes, dtypes or shardings), warns and falls back to the jitted function, which compiles
-    what it needs.
-    """
-
-    def __init__(self, jitted: Callable):
-        self._jitted = jitted
-        self._compiled = None
-
-    def compile(self, *args) -> None:
-        """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``s)."""
-        self._compiled = self._jitted.lower(*args).compile()
-        release_freed_host_memory()  # the compiler's freed heap, before the step's buffers
-        sharding.barrier("step_compiled")  # see sharding.call_in_lockstep
-
-    def __call__(self, *args):
-        if self._compiled is None:
-            self.compile(*args)
-        if self._compiled is not False:
-            try:
-                return self._compiled(*args)
-            except (TypeError, ValueError) as e:
-                log.warning("step inputs differ from the compiled ones (%s); compiling again", e)
-                self._compiled = False
-        return self._jitted(*args)
-
-
-def run_loop(
-    *,
-    name: str,
-    workdir: str,
-    config: mlc.ConfigDict,
-    mesh,
-    init_fn: Callable[..., Any],
-    step_fn: Callable,
-    loader,
-    total_steps: int,
-    hooks: list[Callable[[int, Any, dict], None]] = (),
-    on_epoch: Callable[[int, Any], Any] | None = None,
-    steps_per_epoch: int = 0,
-    batch_size: int = 1,
-    init_args: Callable[[], tuple] = tuple,
-) -> tuple[Any, dict[str, float]]:
-    """Runs ``state, metrics = step_fn(state, batch)`` from the last checkpoint to ``total_steps``.
-
-    Args:
-        name: phase name (progress bar and logs).
-        workdir: the phase's directory (``checkpoints/``, ``tensorboard/``).
-        config: the experiment config.
-        mesh: device mesh.
-        init_fn: ``(*init_args()) -> state`` (jitted with replicated outputs; never materialised on
-            one device first).
-        step_fn: the pure step.
-        loader: the grain loader of the training split.
-        total_steps: where to stop.
-        hooks: ``hook(step, state, metrics)`` called after every step on every process
-            (``metrics``: those of the last logging step).
-        on_epoch: ``state = on_epoch(epoch, state)`` at epoch boundaries (e.g. optimizer reset).
-        steps_per_epoch: for ``on_epoch``.
-        batch_size: global batch size (examples/s).
-        init_args: ``() -> arguments of init_fn``: weights read from files (pretrained trunk,
-            frozen encoders), passed as donated arguments rather than closed over, which would
-            embed them in the compiled initialiser as constants. Called once for the abstract
-            state and once more when no checkpoint is restored; nothing holds the result after.
-
-    Returns:
-        ``(final state, last host metrics)``.
-
-    Raises:
-        Preempted: a SIGTERM/SIGINT arrived (on any process); a checkpoint was written at the
-            step all processes agreed on.
-        attngan_jax.observe.NonFiniteLossError: a loss became NaN/inf (checked on logging steps).
-    """
-    repl = sharding.replicated(mesh)
-    abstract = jax.eval_shape(lambda: init_fn(*init_args()))
-    target = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl), abstract
-    )
-    ckpt = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        max_to_keep=config.keep_checkpoints,
-        save_interval_steps=config.checkpoint_every,
-    )
-    multi = jax.process_count() > 1
-    it = iter(loader)
-    trace = _ExampleTrace(workdir, config.trace_examples)
-
-    def to_device(host: dict, stop: int = 0) -> dict:
-        rows = len(host["index"])
-        return sharding.to_global({**host, _STOP: np.full((rows,), stop, np.int32)}, mesh)
-
-    train_step = _AotStep(jax.jit(_with_stop_request(step_fn), donate_argnums=(0,)))
-    first = None  # the fresh iterator's first batch, until a restored loader position replaces it
-    if (ckpt.latest_step() or 0) < total_steps:
-        # Compile from the abstract state before any state exists: XLA's working memory (~1 GB
-        # for the birds64 step on CPU) then peaks on a small heap, not on top of the state.
-        first = next(it)
-        train_step.compile(target, to_device(first))
-    start = 0
-    host_metrics: dict[str, float] = {}
-    if ckpt.latest_step() is not None:
-        state, extra, start = ckpt.restore(target, loader=it)
-        if ckpt.has_loader_state(start):
-            first = None
-        elif extra.get("data") is not None:  # checkpoints written before the per-process item
-            it.set_state(_loader_state_from_json(extra["data"]))
-            first = None
-        host_metrics = dict(extra.get("metrics") or {})  # the finished run's last figures
-        log.info("%s: resumed from step %d in %s", name, start, workdir)
-    else:
-        args = sharding.put_leafwise(init_args, repl)  # host copies freed leaf by leaf
-        donate = tuple(range(len(args)))
-        # Jitted through a fresh function: JAX's trace and executable caches are keyed on the
-        # function, and ``init_fn`` lives as long as this loop, so jitting it directly would keep
-        # the initialiser's trace and executable in memory through training (60-120 MB for the
-        # birds64 GAN, whose state is 0.28 GB).
-        state = jax.jit(lambda *a: init_fn(*a), out_shardings=repl, donate_argnums=donate)(*args)
-        del args
-    release_freed_host_memory()  # what the initialiser's compile or the restore freed
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"))
-    flag = install_preemption_handler()
-    t_last, n_last = time.time(), start
-    pending_stop = None  # the previous step's agreed stop request (multi-process)
-    bar = progress(total_steps, initial=start, desc=name)
-    try:
-        for step in range(start, total_steps):
-            if on_epoch is not None and steps_per_epoch and step % steps_per_epoch == 0 and step:
-                state = on_epoch(step // steps_per_epoch, state)
-            host = first if first is not None else next(it)
-            first = None
-            trace.write(step + 1, host)
-            state, metrics = train_step(state, to_device(host, flag.signum or 0))
-            done = step + 1
-            faults.point(f"step:{os.path.basename(workdir)}:{done}")
-            if multi:
-                # One step late, so the host never waits for the step it has just dispatched:
-                # every process reads the same agreed value of step done - 1 and stops at done.
-                stop = int(sharding.fetch(pending_stop)) if pending_stop is not None else 0
-                pending_stop = metrics.pop(_STOP)
-            else:
-                metrics.pop(_STOP)
-            bar.update(1)
-            if done % config.log_every == 0 or done == total_steps:
-                # Metrics reach the host only on logging steps: a copy every step would make the
-                # host wait for each step before dispatching the next.
-                host_metrics = {k: float(v) for k, v in sharding.fetch(metrics).items()}
-                check_finite(host_metrics, done)
-                now = time.time()
-                host_metrics["examples_per_s"] = (
-                    (done - n_last) * batch_size / max(now - t_last, 1e-9)
-                )
-                t_last, n_last = now, done
-                writer.write_scalars(done, host_metrics)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in list(host_metrics.items())[:4]})
-            for hook in hooks:
-                hook(done, state, host_metrics)
-            if not multi:  # one process: stop at once
-                stop = (flag.signum or signal.SIGTERM) if flag.requested else 0
-            extra = {"metrics": host_metrics} if done == total_steps else {}
-            if stop:
-                ckpt.save(done, state, extra, force=True, loader=it)
-                ckpt.wait()
-                raise Preempted(
-                    f"{name}: stopped by signal {stop} at step {done}; resume "
-                    f"with the same --workdir",
-                    stop,
-                )
-            ckpt.save(done, state, extra, force=done == total_steps, loader=it)
-    finally:
-        bar.close()  # before a Preempted/error message, not redrawn after it at exit
-        ckpt.close()
-        writer.flush()
-        flag.uninstall()
-        trace.close()
-    writer.close()
-    return state, host_metrics
-
-
 # ----------------------------------------------------------------------------- phases
 def _steps(config, phase_cfg, n_train: int) -> tuple[int, int]:
     spe = phase_cfg.steps_per_epoch or max(n_train // phase_cfg.batch_size, 1)
@@ -402,7 +157,7 @@ def _write_json(path: str, obj: Any) -> None:
 def _export(workdir: str, *writers: Callable[[], None]) -> None:
     """Runs the export writers on the primary process (the others wait)."""
     if sharding.is_primary():
-        for path in export.clean_leftovers(workdir):
+        for path in model_dir.clean_leftovers(workdir):
             log.warning("removed %s, left by an interrupted export", path)
         for write in writers:
             write()
@@ -415,20 +170,20 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     sharding.check_batch_size(d.batch_size, mesh, "damsm.batch_size")
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, d, n_train)
-    if (record := finished_phase(workdir, total)) is not None and export.has_damsm(workdir):
+    if (record := finished_phase(workdir, total)) is not None and model_dir.has_damsm(workdir):
         log.info("damsm: finished earlier in %s (step %d)", workdir, total)
         return record
     size = max(config.data.image_sizes)
     rng = jax.random.key(config.seed)
-    tx = damsm_train.optimizer_for(config, size)
-    init_fn = lambda trunk=None: damsm_train.init_state(config, rng, size, tx, trunk)  # noqa: E731
+    tx = damsm.optimizer_for(config, size)
+    init_fn = lambda trunk=None: damsm.init_state(config, rng, size, tx, trunk)  # noqa: E731
     init_args = tuple  # a random trunk ("random") or the small trunk
-    if damsm_train.inception_weights_path(config) is not None:
-        init_args = lambda: (damsm_train.load_inception_trunk(config, size),)  # noqa: E731
+    if damsm.inception_weights_path(config) is not None:
+        init_args = lambda: (damsm.load_inception_trunk(config, size),)  # noqa: E731
     tables = None
     if config.damsm.mirror_negatives:
-        tables = damsm_train.swap_tables(load_vocabulary(data_path).ixtoword)
-    step_fn = damsm_train.make_train_step(config, tx, spe, tables)
+        tables = damsm.swap_tables(load_vocabulary(data_path).ixtoword)
+    step_fn = damsm.make_train_step(config, tx, spe, tables)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
     def reset_opt(epoch, state):
@@ -458,8 +213,8 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     vocab = Vocabulary.load(pipeline.vocabulary_path(data_path))
     _export(
         workdir,
-        lambda: export.save_damsm(workdir, encoders),
-        lambda: export.save_model_config(workdir, model_config(config)),
+        lambda: model_dir.save_damsm(workdir, encoders),
+        lambda: model_dir.save_model_config(workdir, model_config(config)),
         lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last, **ev}
@@ -471,7 +226,7 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
     """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode)."""
     bs = config.damsm.batch_size
     loader = make_loader(config, data_path, "test", bs, config.seed, False)
-    eval_step = jax.jit(damsm_train.make_eval_step(config))
+    eval_step = jax.jit(damsm.make_eval_step(config))
     items = []
     for i, batch in enumerate(loader):
         if i >= config.eval.num_batches:
@@ -480,15 +235,15 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
         items.append(sharding.fetch(out))
     if not items:
         return {}
-    m = damsm_train.mean_metrics(items)
+    m = damsm.mean_metrics(items)
     return {f"damsm_test_{k}": v for k, v in m.items()}
 
 
 def load_encoders(config, directory: str) -> Any:
     """DAMSM encoders of a model directory (numpy arrays), checked against this config's shapes."""
-    enc = export.load_damsm(directory)
+    enc = model_dir.load_damsm(directory)
     params, _ = jax.eval_shape(
-        lambda: damsm_train.init_variables(config, jax.random.key(0), max(config.data.image_sizes))
+        lambda: damsm.init_variables(config, jax.random.key(0), max(config.data.image_sizes))
     )
     got_t = jax.tree_util.tree_map(np.shape, enc["text"]["params"])
     want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
@@ -511,13 +266,13 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         )
     n_train = pipeline.num_records(data_path, "train")
     total, spe = _steps(config, g, n_train)
-    if (record := finished_phase(workdir, total)) is not None and export.has_generator(workdir):
+    if (record := finished_phase(workdir, total)) is not None and model_dir.has_generator(workdir):
         log.info("attngan: finished earlier in %s (step %d)", workdir, total)
         return record
     rng = jax.random.key(config.seed + 1)
-    init_fn = lambda enc: gan_train.init_state(config, rng, enc)  # noqa: E731
+    init_fn = lambda enc: gan.init_state(config, rng, enc)  # noqa: E731
     vocab = load_vocabulary(data_path)
-    step_fn = gan_train.make_train_step(config, vocab.ixtoword)
+    step_fn = gan.make_train_step(config, vocab.ixtoword)
     loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
     hooks = [functools.partial(_sample_hook, config, workdir, data_path, vocab, mesh)]
     state, last = run_loop(
@@ -539,14 +294,14 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     g_stats = state.g_stats
     _export(
         workdir,
-        lambda: export.save_generator(
+        lambda: model_dir.save_generator(
             workdir, {"params": state.ema_params, "batch_stats": g_stats}
         ),
-        lambda: export.save_generator(
+        lambda: model_dir.save_generator(
             workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
         ),
-        lambda: export.save_damsm(workdir, state.encoders),
-        lambda: export.save_model_config(workdir, model_config(config)),
+        lambda: model_dir.save_damsm(workdir, state.encoders),
+        lambda: model_dir.save_model_config(workdir, model_config(config)),
         lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last}
@@ -563,7 +318,7 @@ def _sample_hook(
     """
     if step % config.sample_every and not force:
         return
-    from attngan_jax.sampling import render_super_image
+    from attngan_jax.eval.sampling import render_super_image
 
     img = render_super_image(config, state, data_path, vocab, mesh, num=8)
     if not sharding.is_primary():
@@ -589,11 +344,11 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     """
     config_lib.validate(config)  # a bad value fails here, naming its --config flag
     if config.phase in ("damsm", "demo"):
-        damsm_train.inception_weights_path(config)  # a missing weights file fails before data prep
+        damsm.inception_weights_path(config)  # a missing weights file fails before data prep
     if sharding.maybe_initialize_distributed() and jax.default_backend() == "cpu":
         # Seen with jaxlib 0.10.2: a process that read the step from the persistent cache and
         # one that compiled it ran mismatched gloo collectives and both hung at the first step.
-        from attngan_jax import compilation_cache
+        from attngan_jax.runtime import compilation_cache
 
         compilation_cache.disable()
         log.warning("several CPU processes: the persistent compilation cache is off")
@@ -642,7 +397,7 @@ def _final_evaluation(config, gan_dir: str, data_path: str) -> dict:
     """
     result: dict = {}
     if sharding.is_primary():
-        from attngan_jax.eval_metrics import evaluate
+        from attngan_jax.eval.evaluators import evaluate
 
         faults.point("evaluate")
         wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])

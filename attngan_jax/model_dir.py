@@ -29,8 +29,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from attngan_jax import faults, sharding
 from attngan_jax.errors import InputError, MissingInputError
+from attngan_jax.runtime import faults, sharding
 
 PyTree = Any
 MODEL_JSON = "model.json"

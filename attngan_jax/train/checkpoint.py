@@ -27,7 +27,7 @@ Guarantees (each is covered by `tests/test_checkpoint.py`):
 * Durability: saves are asynchronous (the call returns once arrays are copied to host); after
   `wait()` the checkpoint is committed on disk.
 * Several processes: every process calls `save`/`restore` at the same steps (the training loop
-  agrees on the step of a SIGTERM save with a collective, `attngan_jax.train_lib`); orbax writes
+  agrees on the step of a SIGTERM save with a collective, `attngan_jax.train.experiment`); orbax writes
   each array once and commits the step when all processes are done.
 
 Usage in a training loop::
@@ -59,8 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from attngan_jax import faults, sharding
 from attngan_jax.errors import InputError
+from attngan_jax.runtime import faults, sharding
 from attngan_jax.types import PyTree
 
 logger = logging.getLogger(__name__)

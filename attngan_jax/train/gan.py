@@ -104,7 +104,7 @@ def build_discriminators(config) -> dict[str, Discriminator]:
 
 def build_encoders(config) -> tuple[RNNEncoder, CNNEncoder]:
     """The frozen DAMSM encoders (same construction as in DAMSM pretraining)."""
-    from attngan_jax.damsm_train import build_models
+    from attngan_jax.train.damsm import build_models
 
     return build_models(config)
 
@@ -236,14 +236,14 @@ def make_train_step(config, ixtoword=None):
     text for the discriminators' conditional logits (``_d``) and an extra negative of the
     generator's DAMSM term (``_g``). With ``gan.recolour_negatives`` half of the captions naming
     two colours get, instead of their mirror, a hard caption whose last-named colour is renamed
-    (:func:`attngan_jax.damsm_train.recolour_captions`): a generator that paints both objects in
+    (:func:`attngan_jax.train.damsm.recolour_captions`): a generator that paints both objects in
     one colour is caught by it. The metrics ``D<i>_mirror_prob`` cover every hard caption.
 
     Args:
         config: experiment config.
         ixtoword: the vocabulary's words by id; required by the hard negatives above.
     """
-    from attngan_jax.damsm_train import (
+    from attngan_jax.train.damsm import (
         colour_word_ids,
         mirror_captions,
         recolour_captions,

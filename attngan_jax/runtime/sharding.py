@@ -8,7 +8,7 @@ single device running the whole batch would compute them.
 Multi-host (README, "Multi-device and multi-host"): every host runs the same ``train.py``;
 :func:`maybe_initialize_distributed` starts ``jax.distributed`` when the environment names a
 cluster (``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID``, as
-``python -m attngan_jax.launch`` sets them; a SLURM job of more than one task; a multi-worker TPU
+``python -m attngan_jax.runtime.launch`` sets them; a SLURM job of more than one task; a multi-worker TPU
 slice; Open MPI). Each process then feeds its block of every global batch
 (``attngan_jax.data.pipeline``) and ``jax.make_array_from_process_local_data`` assembles the global
 arrays. :func:`fetch` copies results to the host, :func:`barrier` waits for every process, and
@@ -52,7 +52,7 @@ def maybe_initialize_distributed(force: bool = False) -> bool:
     """Initialises ``jax.distributed`` on multi-process jobs; call it before anything uses JAX.
 
     ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0), ``JAX_NUM_PROCESSES`` and
-    ``JAX_PROCESS_ID`` give the job explicitly (what ``attngan_jax.launch`` sets); otherwise JAX's
+    ``JAX_PROCESS_ID`` give the job explicitly (what ``attngan_jax.runtime.launch`` sets); otherwise JAX's
     own cluster detection reads SLURM, Open MPI or TPU metadata. A single-task SLURM job or a
     single TPU host initialises nothing. On CPU the cross-process collectives are gloo's.
 

@@ -2,11 +2,11 @@
 
 Python API for notebooks::
 
-    from attngan_jax import sampling
+    from attngan_jax.eval import sampling
     out = sampling.generate("runs/shapes/attngan", ["a red circle on the left"], num_samples=2)
     out["images"][-1].shape   # (1, 2, 64, 64, 3) final stage, in [-1, 1]
 
-``generate`` loads a *model directory* (``attngan_jax.export``: written at the end of training or by
+``generate`` loads a *model directory* (``attngan_jax.model_dir``: written at the end of training or by
 the converter of the original release), tokenises like the original (unknown words are reported by
 name and dropped; a caption with no known word is an error), encodes the captions with the frozen
 DAMSM text encoder, and runs the generator in eval mode (BatchNorm running statistics).
@@ -25,9 +25,10 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from attngan_jax import damsm_train, export, gan_train
+from attngan_jax import model_dir
 from attngan_jax.data.text import DataError, tokenize
 from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.train import damsm, gan
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +74,19 @@ def load_model(directory: str, raw: bool = False) -> LoadedModel:
     """
     import os
 
-    mj = export.load_model_config(directory)
+    mj = model_dir.load_model_config(directory)
     missing = [k for k in MODEL_JSON_KEYS if k not in mj]
     if missing:
         raise DataError(
-            f"{os.path.join(directory, export.MODEL_JSON)}: lacks the key(s) {missing}; the file "
+            f"{os.path.join(directory, model_dir.MODEL_JSON)}: lacks the key(s) {missing}; the file "
             "was edited or written by another program: re-export the model directory (train.py "
             "writes it at the end of a phase, python -m attngan_jax.convert.release for the "
             "original weights)"
         )
     config = config_from_model_json(mj)
     vocab = Vocabulary.load(os.path.join(directory, "vocab.json"))
-    gen = jax.tree_util.tree_map(jnp.asarray, export.load_generator(directory, raw=raw))
-    enc = jax.tree_util.tree_map(jnp.asarray, export.load_damsm(directory))
+    gen = jax.tree_util.tree_map(jnp.asarray, model_dir.load_generator(directory, raw=raw))
+    enc = jax.tree_util.tree_map(jnp.asarray, model_dir.load_damsm(directory))
     return LoadedModel(config, vocab, gen, enc)
 
 
@@ -139,8 +140,8 @@ def encode_captions(
 @functools.lru_cache(maxsize=8)
 def _generate_fn(config_json: str):
     config = mlc.ConfigDict(__import__("json").loads(config_json))
-    gen = gan_train.build_generator(config)
-    text, _ = damsm_train.build_models(config)
+    gen = gan.build_generator(config)
+    text, _ = damsm.build_models(config)
 
     @jax.jit
     def fn(g_vars, text_vars, ids, lens, z, eps):
@@ -261,7 +262,7 @@ def place_batch(arrays: Sequence[Any]) -> tuple[list[Any], int]:
     ndev = jax.local_device_count()
     if ndev == 1:
         return list(arrays), n
-    from attngan_jax import sharding
+    from attngan_jax.runtime import sharding
 
     pad = -n % ndev
     out = []
@@ -305,13 +306,13 @@ def _decode(vocab: Vocabulary, ids: np.ndarray, n: int) -> list[str]:
 def _sample_fn(config_json: str):
     """The jitted EMA sampler of a training config, built once (not recompiled every grid)."""
     config = mlc.ConfigDict(__import__("json").loads(config_json))
-    return jax.jit(gan_train.make_sample_fn(config, use_ema=True))
+    return jax.jit(gan.make_sample_fn(config, use_ema=True))
 
 
 def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, num: int = 8):
     """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator."""
-    from attngan_jax import sharding
     from attngan_jax.data import pipeline  # grain/TFDS only where a dataset is read
+    from attngan_jax.runtime import sharding
     from attngan_jax.visualize import super_image
 
     loader = pipeline.make_loader(

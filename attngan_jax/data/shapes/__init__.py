@@ -11,7 +11,7 @@ Every image is drawn from its own seed ``(seed, split, index)``, so any example 
 alone; train and test use different seed streams and never share an image. Colour x shape
 combinations in ``holdout`` never appear (as any object) in training images but do appear in test
 images, which tests composition. :func:`parse_caption` reads the facts back from a caption (ours or
-a user's); the caption-fidelity oracle (:mod:`attngan_jax.data.shapes_oracle`) checks them on
+a user's); the caption-fidelity oracle (:mod:`attngan_jax.data.shapes.oracle`) checks them on
 images.
 
 Coordinates are fractions of the image side: ``(x, y)`` with x to the right and y downwards.

@@ -1,9 +1,9 @@
 r"""Runs a script as N JAX processes on this machine: multi-host training without a cluster.
 
-    python -m attngan_jax.launch --num_processes=2 --devices_per_process=2 -- \
+    python -m attngan_jax.runtime.launch --num_processes=2 --devices_per_process=2 -- \
         train.py --config=configs/shapes.py:tiny --workdir=runs/mp
 
-Each process gets the environment that ``attngan_jax.sharding.maybe_initialize_distributed`` reads
+Each process gets the environment that ``attngan_jax.runtime.sharding.maybe_initialize_distributed`` reads
 (``JAX_COORDINATOR_ADDRESS=127.0.0.1:<port>``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) plus
 ``JAX_PLATFORMS=cpu`` and ``JAX_NUM_CPU_DEVICES`` (with ``--platform=cpu``, the default); the CPU
 collectives between processes are gloo's. This is what a pod or a SLURM job does with one process
@@ -166,9 +166,9 @@ class Job:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m attngan_jax.launch [options] -- script.py [args]``."""
+    """Command line: ``python -m attngan_jax.runtime.launch [options] -- script.py [args]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m attngan_jax.launch",
+        prog="python -m attngan_jax.runtime.launch",
         description="Run a script as N JAX processes on this machine (CPU, gloo collectives).",
     )
     parser.add_argument("--num_processes", type=int, default=2)

@@ -5,7 +5,7 @@
 under 1 s were not stored) so that every jitted function is cached, including the small CPU ones.
 Call it once, early (before the first ``jit`` compiles); ``train.py`` and ``eval.py`` do::
 
-    from attngan_jax import compilation_cache
+    from attngan_jax.runtime import compilation_cache
     compilation_cache.enable()
 
 Entries are keyed by the program, the jax/jaxlib version, the backend and the XLA flags, so a

@@ -30,16 +30,18 @@ from typing import Any
 import jax
 import numpy as np
 
-from attngan_jax import damsm_train, export, sampling
+from attngan_jax import model_dir
 from attngan_jax.data import pipeline
 from attngan_jax.data.tfds_builders import dataset_dir, is_prepared
 from attngan_jax.errors import InputError, MissingInputError
-from attngan_jax.eval_lib import metrics_path, resolve_model_dir
+from attngan_jax.eval import sampling
+from attngan_jax.eval.run import metrics_path, resolve_model_dir
 from attngan_jax.metrics import fid as fid_lib
 from attngan_jax.metrics.inception_score import InceptionScoreAccumulator, stackgan_cub_options
 from attngan_jax.metrics.networks import EvalInception, load_eval_inception
 from attngan_jax.metrics.r_precision import r_precision, sample_mismatched_indices
-from attngan_jax.observe import MetricWriter, progress
+from attngan_jax.runtime.observe import MetricWriter, progress
+from attngan_jax.train import damsm
 from attngan_jax.visualize import to_uint8
 
 METRICS = ("is", "fid", "r_precision", "caption_fidelity")
@@ -78,14 +80,14 @@ def _loader(data_path: str, model_cfg, batch_size: int, seed: int, repeat: bool)
 
 
 def reference_stats(
-    net: EvalInception, reference: str, model_dir: str, data_path: str, dataset: str, size: int,
+    net: EvalInception, reference: str, mdir: str, data_path: str, dataset: str, size: int,
     batch_size: int,
 ) -> tuple[np.ndarray, np.ndarray, str]:  # fmt: skip
     """``(mu, sigma, where)`` from an ``.npz`` or from a split's images (computed once, cached)."""
     if reference.endswith(".npz"):
         mu, sigma = fid_lib.load_reference_stats(reference)
         return mu, sigma, reference
-    cache = os.path.join(model_dir, "eval", f"fid_ref_{dataset}_{reference}_{net.kind}_{size}.npz")
+    cache = os.path.join(mdir, "eval", f"fid_ref_{dataset}_{reference}_{net.kind}_{size}.npz")
     if os.path.exists(cache):
         mu, sigma = fid_lib.load_reference_stats(cache)
         return mu, sigma, cache
@@ -141,16 +143,16 @@ def evaluate(
     bad = sorted(set(metrics) - set(METRICS))
     if bad:
         raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
-    model_dir = resolve_model_dir(workdir)
-    mj = export.load_model_config(model_dir)
-    m = sampling.load_model(model_dir, raw=generator == "raw")
+    mdir = resolve_model_dir(workdir)
+    mj = model_dir.load_model_config(mdir)
+    m = sampling.load_model(mdir, raw=generator == "raw")
     dataset = mj["dataset"]
     data_path = resolve_data_path(data_dir, dataset)
     n_total = num_images or pipeline.num_records(data_path, "test")
     size = int(mj["image_sizes"][-1])
     skipped: dict[str, str] = {}
     out: dict[str, Any] = {
-        "model_dir": os.path.abspath(model_dir), "generator": generator, "dataset": dataset,
+        "mdir": os.path.abspath(mdir), "generator": generator, "dataset": dataset,
         "data_path": os.path.abspath(data_path), "split": "test", "num_images": n_total,
         "seed": seed, "batch_size": batch_size, "image_size": size,
         "images": "final stage, quantised to uint8 before any Inception network",
@@ -192,19 +194,19 @@ def evaluate(
     stats = fid_lib.FeatureStats(2048) if fid_net is not None else None
     if fid_net is not None:
         out["fid_inception"] = fid_net.convention
-    do_rp = "r_precision" in want and export.has_damsm(model_dir)
+    do_rp = "r_precision" in want and model_dir.has_damsm(mdir)
     if "r_precision" in want and not do_rp:
         skipped["r_precision"] = "the model directory has no DAMSM encoders"
     do_cf = "caption_fidelity" in want and dataset == "shapes"
     if "caption_fidelity" in want and not do_cf:
         skipped["caption_fidelity"] = f"only for the shapes dataset (this is {dataset!r})"
 
-    text, image = damsm_train.build_models(m.config)
+    text, image = damsm.build_models(m.config)
     enc_img = jax.jit(lambda v, x: image.apply(v, x, train=False)[1])
     enc_txt = jax.jit(lambda v, ids, lens: text.apply(v, ids, lens, train=False)[1])
     codes, sents, classes_seen = [], [], []
     cf_hits: dict[str, float] = {}
-    from attngan_jax.data import shapes_oracle
+    from attngan_jax.data.shapes import oracle
 
     per_image_class = dataset in ("coco", "custom")  # no classes: mismatched = other images
     done = 0
@@ -232,8 +234,8 @@ def evaluate(
             classes_seen.append(np.asarray(cls)[:n])
         if do_cf:
             texts = [m.vocab.decode(ids[b, : lens[b]]) for b in range(n)]
-            r = shapes_oracle.score(final, texts)
-            for c in shapes_oracle.CRITERIA:
+            r = oracle.score(final, texts)
+            for c in oracle.CRITERIA:
                 if r["n_" + c]:
                     cf_hits[c] = cf_hits.get(c, 0.0) + r[c] * r["n_" + c]
                 cf_hits["n_" + c] = cf_hits.get("n_" + c, 0) + r["n_" + c]
@@ -248,7 +250,7 @@ def evaluate(
         res["inception_score"], res["inception_score_std"] = is_acc.result()
     if stats is not None:
         mu, sigma, where = reference_stats(
-            fid_net, fid_reference, model_dir, data_path, dataset, size, batch_size
+            fid_net, fid_reference, mdir, data_path, dataset, size, batch_size
         )
         g_mu, g_sigma = stats.mean_cov()
         res["fid"] = fid_lib.frechet_distance(g_mu, g_sigma, mu, sigma)
@@ -271,7 +273,7 @@ def evaluate(
             skipped["r_precision"] = str(e)
     if do_cf:
         cf: dict[str, float] = {"n": done}
-        for c in shapes_oracle.CRITERIA:
+        for c in oracle.CRITERIA:
             k = cf_hits.get("n_" + c, 0)
             cf[c] = cf_hits.get(c, 0.0) / k if k else float("nan")
             cf["n_" + c] = k
@@ -279,7 +281,7 @@ def evaluate(
     out["metrics"] = res
     out["skipped"] = skipped
     out["seconds"] = round(time.time() - t0, 1)
-    _write(model_dir, generator, out)
+    _write(mdir, generator, out)
     return out
 
 
@@ -293,12 +295,12 @@ def _scalars(res: dict[str, Any], prefix: str) -> dict[str, float]:
     return flat
 
 
-def _write(model_dir: str, generator: str, out: dict[str, Any]) -> None:
-    path = metrics_path(model_dir, generator)
+def _write(mdir: str, generator: str, out: dict[str, Any]) -> None:
+    path = metrics_path(mdir, generator)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(out, f, indent=2, sort_keys=True, default=float)
     os.replace(tmp, path)
-    with MetricWriter(os.path.join(model_dir, "eval", "tensorboard")) as w:
+    with MetricWriter(os.path.join(mdir, "eval", "tensorboard")) as w:
         w.write_scalars(0, _scalars(out["metrics"], f"eval_{generator}/"))
