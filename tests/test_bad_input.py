@@ -18,6 +18,7 @@ import sys
 import ml_collections as mlc
 import numpy as np
 import pytest
+from paths import REPO
 from PIL import Image
 
 from attngan_jax import cli, config_lib, model_dir
@@ -35,8 +36,6 @@ from attngan_jax.eval import run as eval_run
 from attngan_jax.eval import sampling
 from attngan_jax.metrics import fid, networks, tf_checkpoint
 from attngan_jax.train import damsm
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def png(path, size=(12, 10), mode="RGB", value=128):

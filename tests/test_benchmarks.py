@@ -5,10 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+from paths import REPO
 
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-)
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import ab_options  # noqa: E402
 

@@ -5,8 +5,9 @@ import importlib.util
 import os
 
 import pytest
+from paths import REPO
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 
 
 def load(path, arg=None):
@@ -26,7 +27,7 @@ def test_config_loads(path):
 
 
 def test_original_values():
-    root = os.path.join(os.path.dirname(__file__), "..", "configs")
+    root = os.path.join(REPO, "configs")
     birds = load(os.path.join(root, "attngan_birds.py"))
     coco = load(os.path.join(root, "attngan_coco.py"))
     assert (birds.model.gf_dim, birds.model.df_dim, birds.model.r_num, birds.gan.lam) == (

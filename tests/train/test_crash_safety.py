@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 import pytest
+from paths import REPO
 
 from attngan_jax import model_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = [
     "--config=configs/shapes.py:tiny",
     "--config.damsm.num_steps=8",

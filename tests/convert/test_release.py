@@ -10,9 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.dirname(__file__))
 from eval_fixtures import flax_to_torch, init_tiny_networks, random_variables, tiny_model_json  # noqa: E402
+from paths import KEYS_TSV, REPO
 
 from attngan_jax import model_dir  # noqa: E402
 from attngan_jax.convert.common import ConversionError  # noqa: E402
@@ -20,7 +19,6 @@ from attngan_jax.convert.release import convert_release, generator_config_from_s
 from attngan_jax.models.image_encoder import CNNEncoder  # noqa: E402
 
 WORDS = ["<end>", "this", "bird", "is", "red", "with", "a", "short", "beak"]
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +92,7 @@ def test_release_errors(release, tmp_path):
 def test_generator_config_from_release_shapes():
     """The birds/COCO/DCGAN widths from the reference key table's shapes."""
     rows = {}
-    with open("/work/shared/reference/attngan_state_dict_keys.tsv") as f:
+    with open(KEYS_TSV) as f:
         section = None
         for line in f:
             if line.startswith("## "):

@@ -4,14 +4,11 @@ import json
 import logging
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
-from PIL import Image
-
-sys.path.insert(0, os.path.dirname(__file__))
 from eval_fixtures import make_model_dir, random_inception_npz  # noqa: E402
+from PIL import Image
 
 from attngan_jax.data import pipeline, tfds_builders  # noqa: E402
 from attngan_jax.data.text import DataError  # noqa: E402

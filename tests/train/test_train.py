@@ -11,13 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from paths import REPO
 
 from attngan_jax import config_lib
 from attngan_jax.parity import load_case, split_arrays
 from attngan_jax.runtime import sharding
 from attngan_jax.train import damsm, experiment, gan, loop
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(tmp_dir, phase="demo"):
@@ -434,7 +433,6 @@ def test_spatial_global_code_keeps_the_layout():
 
 def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
     from attngan_jax.runtime.host_memory import release_freed_host_memory
-    from attngan_jax.train import experiment
 
     traces = []
 

@@ -23,12 +23,12 @@ import time
 
 import numpy as np
 import pytest
+from paths import REPO
 from PIL import Image
 
 from attngan_jax import model_dir
 from attngan_jax.runtime.launch import Job, process_env
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT_S = 600  # per job: a hang fails the test instead of the whole CI run
 FLAGS = [
     "--config=configs/shapes.py:tiny",

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from paths import KEYS_TSV
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.generator import (
@@ -25,10 +26,6 @@ from attngan_jax.models.generator import (
     perturb_batchnorm_scales,
 )
 from attngan_jax.parity import default_dir, load_case, split_arrays
-
-KEYS_TSV = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "reference", "attngan_state_dict_keys.tsv"
-)
 
 
 def _mask(lens, t):

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from paths import KEYS_TSV
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.text_encoder import (
@@ -16,9 +17,6 @@ from attngan_jax.convert.text_encoder import (
 )
 from attngan_jax.models.text_encoder import RNNEncoder, RNNEncoderBirds, RNNEncoderCOCO
 
-KEYS_TSV = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "reference", "attngan_state_dict_keys.tsv"
-)
 V, E, D = 30, 12, 10  # vocab, embedding, output (5 units per direction)
 
 
