@@ -6,7 +6,8 @@ above ``min_chroma``; the background is a light grey) and its hue is nearest to 
 ``a = R - (G + B) / 2``, ``b = sqrt(3) / 2 (G - B)``: blending a colour with grey (anti-aliased
 edges, washed-out generator output) scales ``(a, b)`` but keeps its angle, so the hue stays put.
 
-Per caption (parsed by :func:`attngan_jax.data.shapes.parse_caption`) three criteria are judged:
+Per caption (parsed by :func:`attngan_jax.data.shapes.parse.parse_caption`) three criteria are
+judged:
 
 * ``colour_single`` (single-object captions naming a colour): that colour covers the most pixels.
 * ``position`` (captions stating a position or a relation): every stated fact holds for the
@@ -27,7 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from attngan_jax.data.shapes import COLOURS, PALETTE, CaptionSpec, parse_caption
+from attngan_jax.data.shapes.parse import CaptionSpec, parse_caption
+from attngan_jax.data.shapes.scene import COLOURS, PALETTE
 
 CRITERIA = ("colour_single", "position", "both_colours")
 
@@ -66,7 +68,7 @@ def segment(
         max_hue_distance: pixels farther (degrees) from every palette hue are background.
 
     Returns:
-        int (H, W): index into :data:`~attngan_jax.data.shapes.COLOURS`, -1 for background.
+        int (H, W): index into :data:`~attngan_jax.data.shapes.scene.COLOURS`, -1 for background.
     """
     hue, chroma = _opponent(to_rgb255(image))  # (H, W) each
     dist = np.abs(hue[..., None] - _PALETTE_HUES)  # (H, W, 6)
@@ -135,7 +137,7 @@ def check(
 
     Args:
         image: (H, W, 3) uint8, or float in [-1, 1]; any size.
-        caption: caption text or its parsed :class:`~attngan_jax.data.shapes.CaptionSpec`.
+        caption: caption text or its parsed :class:`~attngan_jax.data.shapes.parse.CaptionSpec`.
         min_fraction: a colour covering less of the image is absent.
         margin: how far beyond the middle a left/right/top/bottom centroid must lie, and the minimum
             centroid separation of a relation (fractions of the image side).
@@ -193,7 +195,7 @@ def score(
 
     Args:
         images: (N, H, W, 3) array or N arrays (H, W, 3); uint8, or float in [-1, 1].
-        captions: N caption texts or :class:`~attngan_jax.data.shapes.CaptionSpec`.
+        captions: N caption texts or :class:`~attngan_jax.data.shapes.parse.CaptionSpec`.
         **thresholds: keyword arguments of :func:`check`.
 
     Returns:
