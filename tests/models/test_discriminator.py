@@ -215,7 +215,8 @@ def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
 )
 def test_conv2d_s2d_gradients_equal_xla(x_shape, k, stride, pad):
     """layers.conv2d: gradients through the space-to-depth form equal XLA's strided convolution's."""
-    from attngan_jax.models.layers import _conv_s2d, conv2d
+    from attngan_jax.models.kernels import conv_s2d
+    from attngan_jax.models.layers import conv2d
 
     kx, kw, kg = jax.random.split(jax.random.key(1), 3)
     x = jax.random.normal(kx, x_shape)
@@ -223,7 +224,7 @@ def test_conv2d_s2d_gradients_equal_xla(x_shape, k, stride, pad):
     strides, padding = (stride, stride), ((pad, pad), (pad, pad))
     y = conv2d(x, w, strides, padding, "xla")
     np.testing.assert_array_equal(conv2d(x, w, strides, padding, "s2d"), y)  # XLA's forward
-    np.testing.assert_allclose(_conv_s2d(x, w, strides, padding), y, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv_s2d(x, w, strides, padding), y, rtol=1e-5, atol=1e-5)
     g = jax.random.normal(kg, y.shape)
 
     _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "s2d")
