@@ -328,6 +328,3 @@ GeneratorBirds = functools.partial(Generator, gf_dim=32, r_num=2)
 GeneratorCOCO = functools.partial(Generator, gf_dim=48, r_num=3)
 GeneratorDCGANBirds = functools.partial(Generator, gf_dim=32, r_num=0, dcgan=True)
 GeneratorTiny = functools.partial(Generator, gf_dim=4, emb_dim=8, z_dim=6, condition_dim=5, r_num=1)
-GeneratorDCGANTiny = functools.partial(
-    Generator, gf_dim=4, emb_dim=8, z_dim=6, condition_dim=5, r_num=0, dcgan=True
-)

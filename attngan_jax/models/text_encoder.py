@@ -160,4 +160,3 @@ class RNNEncoder(nn.Module):
 
 RNNEncoderBirds = functools.partial(RNNEncoder, vocab_size=5450)
 RNNEncoderCOCO = functools.partial(RNNEncoder, vocab_size=27297)
-RNNEncoderTiny = functools.partial(RNNEncoder, vocab_size=50, embed_dim=16, hidden_dim=16)
