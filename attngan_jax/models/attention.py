@@ -1,7 +1,10 @@
-"""Generator word attention and DAMSM region attention (reference §5, ``GlobalAttention.py``).
+"""Generator word attention (reference §5.1, ``GlobalAttention.py``).
 
 Layouts: image features NHWC ``(B, H, W, C)``, word features ``(B, T, D)``, attention maps
-``(B, T, H, W)``, padding masks ``(B, T)`` bool with True at padding.
+``(B, T, H, W)``, padding masks ``(B, T)`` bool with True at padding. The DAMSM word-region
+attention (the original's ``func_attention``, §5.2) is
+:func:`attngan_jax.losses.pairwise_word_region_attention`, computed for every (image, caption) pair
+of the word loss at once.
 """
 
 from __future__ import annotations
@@ -89,32 +92,3 @@ class GlobalAttentionGeneral(nn.Module):
         context = context.reshape(b, ih, iw, idf)
         attn = attn.transpose(0, 2, 1).reshape(b, t, ih, iw)  # (B, T, H, W)
         return context, attn
-
-
-def func_attention(
-    query: Array, context: Array, gamma1: float, word_mask: Array | None = None
-) -> tuple[Array, Array]:
-    """DAMSM word-region attention (paper Eq. 7-9; reference §5.2).
-
-    Args:
-        query: (B, n, nef) word features.
-        context: (B, h, w, nef) image region features.
-        gamma1: attention sharpness γ1 (``TRAIN.SMOOTH.GAMMA1``).
-        word_mask: optional (B, n) bool, True at padded words: they get ``-inf`` before the
-            softmax over words, so they receive no attention (their region attention in Eq. 9
-            is then uniform and should be ignored by the caller). None = the original (no mask).
-
-    Returns:
-        weighted_context (B, n, nef) (region-context vector c_i per word) and attn (B, n, h, w).
-    """
-    b, ih, iw, nef = context.shape
-    n = query.shape[1]
-    regions = context.reshape(b, ih * iw, nef)  # (B, R, nef)
-    attn = jnp.einsum("brd,bnd->brn", regions, query)  # s = e^T v, Eq. (7); (B, R, n)
-    if word_mask is not None:
-        attn = jnp.where(word_mask[:, None, :], -jnp.inf, attn)
-    attn = jax.nn.softmax(attn, axis=-1)  # over words, Eq. (8)
-    attn = attn.transpose(0, 2, 1) * gamma1  # (B, n, R)
-    attn = jax.nn.softmax(attn, axis=-1)  # over regions, Eq. (9)
-    weighted = jnp.einsum("bnr,brd->bnd", attn, regions)  # (B, n, nef)
-    return weighted, attn.reshape(b, n, ih, iw)

@@ -16,7 +16,8 @@ from attngan_jax.convert.generator import (
     expected_variables,
     generator_from_cfg,
 )
-from attngan_jax.models.attention import GlobalAttentionGeneral, func_attention
+from attngan_jax.losses import pairwise_word_region_attention
+from attngan_jax.models.attention import GlobalAttentionGeneral
 from attngan_jax.models.generator import (
     Generator,
     GeneratorBirds,
@@ -106,25 +107,21 @@ def _np_func_attention(query, context, gamma1):
     return attn @ ctx_t, attn.reshape(b, -1, ih, iw)
 
 
-def test_func_attention_matches_reference_and_word_mask():
+def test_pairwise_word_region_attention_matches_reference_and_word_mask():
+    """pairwise_word_region_attention: each (image, caption) pair is the original func_attention."""
     rng = np.random.default_rng(3)
-    query = rng.normal(size=(3, 5, 8))
-    context = rng.normal(size=(3, 4, 4, 8))
-    fn = jax.jit(func_attention, static_argnums=2)
-    wc, attn = fn(jnp.asarray(query, jnp.float32), jnp.asarray(context, jnp.float32), 4.0)
-    ref_wc, ref_attn = _np_func_attention(query, context, 4.0)
-    np.testing.assert_allclose(wc, ref_wc, atol=1e-5)
-    np.testing.assert_allclose(attn, ref_attn, atol=1e-6)
-
-    lens = [5, 3, 2]
-    mask = jnp.asarray(_mask(lens, 5))
-    wc_m, attn_m = func_attention(
-        jnp.asarray(query, jnp.float32), jnp.asarray(context, jnp.float32), 4.0, mask
-    )
-    for i, n in enumerate(lens):  # valid words = the original run on the trimmed caption
-        r_wc, r_attn = _np_func_attention(query[i : i + 1, :n], context[i : i + 1], 4.0)
-        np.testing.assert_allclose(wc_m[i, :n], r_wc[0], atol=1e-5)
-        np.testing.assert_allclose(attn_m[i, :n], r_attn[0], atol=1e-6)
+    query = rng.normal(size=(3, 5, 8))  # words of 3 captions
+    context = rng.normal(size=(3, 4, 4, 8))  # regions of 3 images
+    fn = jax.jit(pairwise_word_region_attention, static_argnums=3)
+    words, regions = jnp.asarray(query, jnp.float32), jnp.asarray(context, jnp.float32)
+    for lens in ([5, 5, 5], [5, 3, 2]):  # no padding (the original), then padded captions
+        wc, attn = fn(regions, words, jnp.asarray(~_mask(lens, 5)), 4.0)
+        assert wc.shape == (3, 3, 5, 8) and attn.shape == (3, 3, 5, 16)
+        for b in range(3):  # image b, caption i: the original run on the trimmed caption
+            for i, n in enumerate(lens):
+                r_wc, r_attn = _np_func_attention(query[i : i + 1, :n], context[b : b + 1], 4.0)
+                np.testing.assert_allclose(wc[b, i, :n], r_wc[0], atol=1e-5)
+                np.testing.assert_allclose(attn[b, i, :n], r_attn[0].reshape(n, 16), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- generator
