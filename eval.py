@@ -1,4 +1,7 @@
-r"""Sample images from captions, or compute IS / FID / R-precision / caption fidelity.
+r"""Sample images from captions, serve the local page, or compute IS / FID / R-precision / fidelity.
+
+    python eval.py --mode=serve                 # the local page with the shipped shapes model
+    python eval.py --mode=serve --workdir=runs/shapes --port=8080
 
     python eval.py --mode=sample --workdir=runs/shapes --captions=captions.txt --outdir=out
     python eval.py --mode=sample --workdir=runs/birds_release --caption="a small red bird" --num_samples=4
@@ -19,16 +22,19 @@ if __name__ == "__main__":
 
 from absl import app, flags, logging  # noqa: E402
 
-from attngan_jax import cli
+from attngan_jax import cli, model_dir  # noqa: E402
 from attngan_jax.eval import run as eval_run  # noqa: E402
 from attngan_jax.runtime import compilation_cache
 
-_MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics"], "What to do.")
+_MODE = flags.DEFINE_enum("mode", None, ["sample", "metrics", "serve"], "What to do.")
 _WORKDIR = flags.DEFINE_string(
     "workdir",
     None,
-    "A model directory, a demo workdir (its attngan/ subdir), or with --all a folder of them.",
+    "A model directory, a demo workdir (its attngan/ subdir), or with --all a folder of them; "
+    "sample/serve default: the shapes model that ships with the package.",
 )
+_PORT = flags.DEFINE_integer("port", 8080, "serve: port of the local page (0: a free one).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "serve: address to listen on.")
 _CAPTIONS = flags.DEFINE_string("captions", None, "sample: caption file, one caption per line.")
 _CAPTION = flags.DEFINE_multi_string(
     "caption", [], "sample: a caption (repeatable) instead of --captions."
@@ -78,19 +84,31 @@ def _run(argv):
     if not flags.FLAGS["verbosity"].present:  # keep library INFO lines out of the output
         logging.set_verbosity(logging.WARNING)
     compilation_cache.enable()
-    if not _MODE.value or not _WORKDIR.value:
-        raise app.UsageError("--mode and --workdir are required")
+    if not _MODE.value:
+        raise app.UsageError("--mode is required (sample, metrics or serve)")
+    if _MODE.value == "serve":
+        from attngan_jax.eval import serve
+
+        serve.serve(_WORKDIR.value, host=_HOST.value, port=_PORT.value)
+        return
     if _MODE.value == "sample":
+        from attngan_jax.eval.serve import SHIPPED_MODEL
+
+        workdir = _WORKDIR.value or SHIPPED_MODEL
         if bool(_CAPTIONS.value) == bool(_CAPTION.value):
             raise app.UsageError("give either --captions=FILE or --caption=TEXT (repeatable)")
         captions = eval_run.read_captions(_CAPTIONS.value) if _CAPTIONS.value else _CAPTION.value
-        outdir = _OUTDIR.value or f"{eval_run.resolve_model_dir(_WORKDIR.value)}/samples"
+        if not _OUTDIR.value and not _WORKDIR.value:
+            raise app.UsageError("--outdir is required with the shipped model (no --workdir)")
+        outdir = _OUTDIR.value or f"{model_dir.resolve(workdir)}/samples"
         paths = eval_run.sample(
-            _WORKDIR.value, captions, outdir, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
+            workdir, captions, outdir, num_samples=_NUM_SAMPLES.value, seed=_SEED.value,
             generator=_GENERATOR.value, truncation=_TRUNCATION.value, batch_size=_BATCH.value,
         )  # fmt: skip
         print(f"wrote {len(paths)} files to {outdir}")
         return
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required for metrics")
     from attngan_jax.eval.evaluators import evaluate
 
     kwargs = dict(

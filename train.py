@@ -22,7 +22,7 @@ from ml_collections import config_flags  # noqa: E402
 from attngan_jax import cli, config_lib
 from attngan_jax.errors import InputError  # noqa: E402
 from attngan_jax.runtime import compilation_cache
-from attngan_jax.train import experiment  # noqa: E402
+from attngan_jax.train import experiment, loop  # noqa: E402
 
 try:  # ml_collections looks up the --config.a.b=... overrides here, before flags are parsed
     _CONFIG = config_flags.DEFINE_config_file(
@@ -58,7 +58,7 @@ def main(argv):
     )
     try:
         summary = experiment.train_and_evaluate(config, workdir)
-    except experiment.Preempted as e:  # a checkpoint was written: a message, not a traceback
+    except loop.Preempted as e:  # a checkpoint was written: a message, not a traceback
         print(f"\n{e}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
     except InputError as e:  # a bad file, folder or config value: its message, no traceback

@@ -179,7 +179,7 @@ def coco(phase: str, variant: str) -> mlc.ConfigDict:
 
 
 def custom(phase: str, variant: str) -> mlc.ConfigDict:
-    """A folder of images with one caption file per image (see the README)."""
+    """A folder of images with one caption file per image (see docs/data.md)."""
     c = base_config()
     c.phase = phase
     c.data.name = "custom"
@@ -208,11 +208,11 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.data.captions_per_image = 10
     c.data.words_num = 18  # shapes captions have at most 18 words: no word dropping
     # Small local records: reading them in the training thread is cheaper than grain's read-ahead
-    # (real-data step / cached-batch step 1.17 -> 1.08 in benchmarks/pipeline_overhead.py).
+    # (benchmarks/pipeline_overhead.py; docs/performance.md).
     c.data.read_threads = 0
     # Rendered at 64x64 and downsampled by the loader: two stages, 16x16 -> 32x32. At 32 -> 64
-    # a GAN step costs 2.4x as much and two-object relations need ~7,500 steps (~28 minutes);
-    # at 16 -> 32 they are learned in 5,000 (README, "The shapes demo").
+    # a GAN step costs far more and two-object relations need many more steps; at 16 -> 32 they
+    # are learned in 5,000 (docs/shapes_demo.md).
     c.data.shapes.image_size = 64
     c.data.image_sizes = (16, 32)
     c.model.image_trunk = "small"
@@ -244,7 +244,7 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     # exactly the negatives that differ only in position or in the second object: off, so the
     # encoders learn positions (captions with identical meaning in one batch are rare).
     c.damsm.class_masking = False
-    # Hard negatives (not in the original; see the README's demo section for the measured runs).
+    # Hard negatives (not in the original; see docs/shapes_demo.md for the measured runs).
     # In-batch mismatches almost always differ in the first colour, so without them neither the
     # encoders nor the discriminators learn positions or the second object: DAMSM pairs each
     # image with its mirror and position-swapped caption; the discriminators reject, and the
@@ -392,9 +392,7 @@ def validate(config: mlc.ConfigDict) -> None:
         if max(sizes) > 256:
             raise _bad("data.image_sizes", sizes, "the discriminators go up to 256")
     gan = config.gan
-    if gan.get("recolour_negatives") and not (
-        gan.get("mirror_negatives_d") or gan.get("mirror_negatives_g")
-    ):
+    if gan.recolour_negatives and not (gan.mirror_negatives_d or gan.mirror_negatives_g):
         raise _bad(
             "gan.recolour_negatives", True,
             "changes the hard captions of gan.mirror_negatives_d/_g: turn one of them on",
@@ -414,9 +412,7 @@ def validate(config: mlc.ConfigDict) -> None:
                 "or a directory made by python -m attngan_jax.convert.release"
             )
     if config.phase in ("damsm", "demo"):
-        from attngan_jax.train import damsm
-
-        damsm.inception_weights_path(config)  # unset or missing weights file
+        inception_weights_path(config)  # unset or missing weights file
     _validate_data_dirs(config.data)
 
 
@@ -433,10 +429,36 @@ def _validate_data_dirs(d: mlc.ConfigDict) -> None:
             "data.manual_dir", d.manual_dir,
             f"{d.name} is not prepared in --config.data.data_dir={d.data_dir!r} yet: set "
             "--config.data.manual_dir to the folder with the "
-            + ("original files (see the README)" if d.name != "custom" else "captioned images"),
+            + ("original files (see docs/data.md)" if d.name != "custom" else "captioned images"),
         )  # fmt: skip
     if not os.path.isdir(d.manual_dir):
         raise MissingInputError(
             f"--config.data.manual_dir={d.manual_dir!r}: no such folder; give the folder with "
-            + ("the original files (see the README)" if d.name != "custom" else "your images")
+            + ("the original files (see docs/data.md)" if d.name != "custom" else "your images")
         )
+
+
+def inception_weights_path(config) -> str | None:
+    """The file the frozen Inception trunk starts from, or None (small or random trunk).
+
+    Raises:
+        InputError: the Inception trunk is configured but ``damsm.inception_weights`` is unset.
+        MissingInputError: the configured file does not exist (a ``FileNotFoundError``).
+    """
+    path = config.damsm.inception_weights
+    if config.model.image_trunk != "inception" or path == "random":
+        return None
+    if not path:
+        raise InputError(
+            "DAMSM pretraining with the Inception-v3 trunk needs its ImageNet weights (the "
+            "original loads torchvision's inception_v3_google-1a9a5a14.pth and freezes it): set "
+            "--config.damsm.inception_weights=PATH to torchvision's inception_v3_google-*.pth "
+            "(reading .pth needs `pip install torch`; an .npz with the same keys needs nothing), "
+            "or --config.damsm.inception_weights=random for a random frozen trunk (smoke tests only)"
+        )
+    if not os.path.exists(path):
+        raise MissingInputError(
+            f"--config.damsm.inception_weights={path}: no such file (torchvision's "
+            "inception_v3_google-*.pth or an .npz with its keys)"
+        )
+    return path

@@ -429,3 +429,74 @@ def damsm_loss(
     s0, s1 = matching_cross_entropy(s_scores, class_ids, hard_s)
     parts = {"w_loss": lam * (w0 + w1), "s_loss": lam * (s0 + s1)}
     return parts["w_loss"] + parts["s_loss"], parts
+
+
+def generator_loss(
+    discs: dict[str, Any],
+    d_params: PyTree,
+    d_stats: PyTree,
+    image_encoder: Any,
+    image_vars: PyTree,
+    fakes: tuple[Array, ...],
+    mu: Array,
+    logvar: Array,
+    words: Array,
+    sent: Array,
+    cap_lens: Array,
+    class_ids: Array | None,
+    *,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+    lam: float,
+    hard: dict[str, Array] | None = None,
+) -> tuple[Array, tuple[dict[str, Array], PyTree]]:
+    """The generator's loss (ref. §8.6 + §8.7; ``generator_loss`` + ``KL_loss`` of the original).
+
+    ``Σ_i [BCE(cond(D_i(fake_i)), 1) + BCE(uncond(D_i(fake_i)), 1)] + λ(w0 + w1) + λ(s0 + s1) + KL``
+    with the DAMSM terms from the frozen image encoder (eval mode) on the last stage's images.
+
+    Args:
+        discs: ``{"d<i>": Discriminator}`` (``d<i>`` judges stage ``i``); d_params, d_stats: their
+            variables, dicts over the same names.
+        image_encoder: the DAMSM image encoder module; image_vars: its variables.
+        fakes: per stage (B, S_i, S_i, 3) images; mu, logvar: (B, ncf) of the CA net.
+        words, sent: (B, T, D), (B, D) text features; cap_lens, class_ids: (B,) (class_ids None:
+            no class masking).
+        gamma1, gamma2, gamma3, lam: ``SMOOTH.GAMMA1..3`` and ``SMOOTH.LAMBDA``.
+        hard: optional ``{"words", "sent", "valid"}`` of hard-negative captions, extra negatives
+            of the DAMSM term (see :func:`damsm_loss`).
+
+    Returns:
+        ``(total, (parts, new_d_stats))``; parts has ``g_loss<i>``, ``w_loss``, ``s_loss``,
+        ``kl_loss``.
+    """
+    total, aux, st_out = 0.0, {}, {}
+    for name, d in discs.items():
+        i = int(name[1:])
+        loss_i, st, _ = generator_adversarial_loss(
+            d.apply, d_params[name], d_stats[name], fakes[i], sent, d.uncond
+        )
+        st_out[name] = st
+        aux[f"g_loss{i}"] = loss_i
+        total = total + loss_i
+    region, code = image_encoder.apply(image_vars, fakes[-1], train=False)
+    f32 = jnp.float32
+    damsm, parts = damsm_loss(
+        region.astype(f32),
+        code.astype(f32),
+        words.astype(f32),
+        sent.astype(f32),
+        cap_lens,
+        class_ids,
+        gamma1,
+        gamma2,
+        gamma3,
+        lam,
+        hard_words=None if hard is None else hard["words"].astype(f32),
+        hard_sent=None if hard is None else hard["sent"].astype(f32),
+        hard_valid=None if hard is None else hard["valid"],
+    )
+    kl = kl_loss(mu.astype(f32), logvar.astype(f32))
+    aux.update(parts, kl_loss=kl)
+    return total + damsm + kl, (aux, st_out)

@@ -3,7 +3,7 @@
 Training checkpoints (``DIR/checkpoints``) hold the whole training state; at the end of a phase, and
 when converting the original release, the networks alone are written as a *model directory*::
 
-    DIR/model.json            model configuration (widths, vocabulary size, stages, ...)
+    DIR/model.json            the networks' ModelSpec (attngan_jax.models.factory): widths, vocabulary size, stages
     DIR/vocab.json            the vocabulary (attngan_jax.data.vocab.Vocabulary)
     DIR/model/damsm/          {"text": {"params"}, "image": {"params", "batch_stats"}}
     DIR/model/generator/      {"params" (the EMA weights), "batch_stats"}
@@ -30,6 +30,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from attngan_jax.errors import InputError, MissingInputError
+from attngan_jax.models.factory import ModelSpec
 from attngan_jax.runtime import faults, sharding
 
 PyTree = Any
@@ -122,6 +123,22 @@ def load_model_config(directory: str) -> dict:
     return config
 
 
+def save_spec(directory: str, spec: ModelSpec, **extra) -> None:
+    """Writes ``model.json`` from a spec (``extra``: more keys, e.g. ``source``)."""
+    save_model_config(directory, {**spec.to_json(), **extra})
+
+
+def load_spec(directory: str) -> ModelSpec:
+    """The :class:`~attngan_jax.models.factory.ModelSpec` of a model directory's ``model.json``.
+
+    Raises:
+        InputError: ``model.json`` is missing, not JSON, or lacks a key (named in the message).
+    """
+    return ModelSpec.from_json(
+        load_model_config(directory), source=os.path.join(directory, MODEL_JSON)
+    )
+
+
 def save_damsm(directory: str, encoders: PyTree) -> None:
     """Saves ``{"text": {"params"}, "image": {"params", "batch_stats"}}``."""
     _save_tree(os.path.join(os.path.abspath(directory), "model", "damsm"), encoders)
@@ -152,3 +169,27 @@ def has_damsm(directory: str) -> bool:
 def has_generator(directory: str) -> bool:
     """Whether a model directory holds a generator."""
     return os.path.isdir(os.path.join(directory, "model", "generator"))
+
+
+def resolve(path: str) -> str:
+    """The model directory at ``path``: ``path`` itself, or the ``attngan/`` of a demo workdir.
+
+    Raises:
+        MissingInputError: neither holds a ``model.json`` (the message says what was looked for).
+    """
+    for cand in (path, os.path.join(path, "attngan")):
+        if os.path.isfile(os.path.join(cand, MODEL_JSON)):
+            return cand
+    raise MissingInputError(
+        f"{path}: not a model directory (no {MODEL_JSON} in it or in {path}/attngan). "
+        "Model directories are written at the end of training (train.py) and by "
+        "python -m attngan_jax.convert.release."
+    )
+
+
+def is_model_dir(path: str) -> bool:
+    """Whether :func:`resolve` finds a model directory with a generator at ``path``."""
+    try:
+        return has_generator(resolve(path))
+    except FileNotFoundError:
+        return False

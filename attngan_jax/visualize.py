@@ -119,6 +119,37 @@ def _label(draw: ImageDraw.ImageDraw, font, x: int, y: int, width: int, text: st
     draw.text((x + 1, y), text, fill=(255, 255, 255), font=font)
 
 
+def attention_tiles(
+    image: np.ndarray, attn: np.ndarray, num_words: int, top_k: int, alpha: float = 0.6
+) -> list[tuple[int, np.ndarray]]:
+    """The top-k attended words of one sample at one stage, each its map blended over the image.
+
+    A word's map is bilinear-upsampled to the image, min-max normalised jointly over the sample's
+    real words at that stage, coloured with the 'hot' colormap and blended with weight ``alpha``
+    over the image (the tiles of :func:`super_image` and of the local page).
+
+    Args:
+      image: uint8 (H, W, 3) image of the stage the maps belong to.
+      attn: (T, h, w) attention maps of the sample at that stage.
+      num_words: the sample's real words (positions beyond are padding).
+      top_k: tiles wanted.
+      alpha: weight of the attention colours.
+
+    Returns:
+      Up to ``top_k`` ``(word index, uint8 (H, W, 3) tile)``, most attended first.
+    """
+    size = image.shape[:2]
+    real = np.asarray(attn, np.float32)[:num_words]  # (num_words, h, w)
+    lo, hi = (float(real.min()), float(real.max())) if num_words else (0.0, 1.0)
+    base = image.astype(np.float32) / 255.0  # (H, W, 3)
+    out = []
+    for t in top_attended_words(attn, num_words, top_k):
+        heat = _resize((real[t] - lo) / max(hi - lo, 1e-12), size)  # (H, W)
+        blend = (1.0 - alpha) * base + alpha * _hot(np.clip(heat, 0.0, 1.0))
+        out.append((t, to_uint8(blend * 2.0 - 1.0)))
+    return out
+
+
 def super_image(
     stage_images: Sequence[np.ndarray],
     attention_maps: Sequence[np.ndarray],
@@ -175,14 +206,8 @@ def super_image(
         for j, attn in enumerate(attention_maps):
             if num_words > attn.shape[1]:
                 raise ValueError(f"sample {b}: {num_words} words but T = {attn.shape[1]}")
-            real = attn[b, :num_words]  # (num_words, h, w)
-            lo, hi = (float(real.min()), float(real.max())) if num_words else (0.0, 1.0)
-            base = tiles[j + 1].astype(np.float32) / 255.0  # (th, tw, 3)
-            chosen = top_attended_words(attn[b], num_words, top_k)
-            for t in chosen:
-                heat = _resize((real[t] - lo) / max(hi - lo, 1e-12), (th, tw))  # (th, tw)
-                blend = (1.0 - alpha) * base + alpha * _hot(np.clip(heat, 0.0, 1.0))
-                cells.append((to_uint8(blend * 2.0 - 1.0), f"{t}:{words[b][t]}"))
+            chosen = attention_tiles(tiles[j + 1], attn[b], num_words, top_k, alpha)
+            cells.extend((tile, f"{t}:{words[b][t]}") for t, tile in chosen)
             cells.extend([(None, "")] * (top_k - len(chosen)))
         for c, (tile, text) in enumerate(cells):
             x0 = pad + c * (tw + pad)

@@ -37,8 +37,9 @@ def trajectory(dtype: str, steps: int, batch: int) -> tuple[dict[str, np.ndarray
     config = ts.make_config("shapes", dtype)
     _, _, make_args = ts.build("shapes", config, batch)
     state, _ = make_args()
-    step = jax.jit(gan.make_train_step(config, shapes.IXTOWORD), donate_argnums=(0,))
-    batches = [ts.make_batch(config, batch, seed=i) for i in range(steps)]
+    spec = ts.make_spec("shapes", config)
+    step = jax.jit(gan.make_train_step(config, spec, shapes.IXTOWORD), donate_argnums=(0,))
+    batches = [ts.make_batch(spec, batch, seed=i) for i in range(steps)]
     t = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - t

@@ -30,18 +30,18 @@ def main():
     config.data.worker_count = a.worker_count
     path = experiment.prepare_data(config)
     words = experiment.load_vocabulary(path).ixtoword
-    config.model.vocab_size = len(words)
-    from attngan_jax.train import damsm
+    from attngan_jax.models import factory
 
-    size = max(config.data.image_sizes)
-    params, stats = damsm.init_variables(config, jax.random.key(1), size)
+    spec = factory.ModelSpec.from_config(config, vocab_size=len(words))
+    size = max(spec.image_sizes)
+    params, stats = factory.init_encoders(spec, jax.random.key(1), size)
     enc = {
         "text": {"params": params["text"]},
         "image": {"params": params["image"], "batch_stats": stats},
     }
     mesh = sharding.make_mesh()
-    state = gan.init_state(config, jax.random.key(0), enc)
-    step = jax.jit(gan.make_train_step(config, words), donate_argnums=(0,))
+    state = gan.init_state(config, spec, jax.random.key(0), enc)
+    step = jax.jit(gan.make_train_step(config, spec, words), donate_argnums=(0,))
     it = iter(experiment.make_loader(config, path, "train", config.gan.batch_size, 0, True))
     cached = sharding.to_global(next(it), mesh)
     for _ in range(3):  # compile + warm-up

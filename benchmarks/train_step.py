@@ -43,6 +43,8 @@ import numpy as np  # noqa: E402
 from attngan_jax import config_lib  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
 from attngan_jax.eval import sampling  # noqa: E402
+from attngan_jax.models import factory  # noqa: E402
+from attngan_jax.models.factory import ModelSpec  # noqa: E402
 from attngan_jax.runtime import sharding  # noqa: E402
 from attngan_jax.train import damsm, gan  # noqa: E402
 
@@ -52,15 +54,12 @@ def make_config(preset: str, dtype: str):
     p = bc.PRESETS[preset]
     if p["kind"] == "shapes":
         c = config_lib.shapes("attngan", "full")
-        with c.unlocked():
-            c.model.vocab_size = len(shapes.IXTOWORD)
     else:
         c = config_lib.birds("damsm" if p["kind"] == "damsm" else "attngan", "full")
         with c.unlocked():
             for k in ("gf_dim", "df_dim", "emb_dim", "embed_dim", "z_dim", "condition_dim"):
                 setattr(c.model, k, p[k])
             c.model.r_num = p["r_num"]
-            c.model.vocab_size = p["vocab_size"]
             c.data.words_num = p["words_num"]
             c.gan.lam = p["lam"]
             if p["kind"] != "damsm":
@@ -70,15 +69,22 @@ def make_config(preset: str, dtype: str):
     return c
 
 
-def make_batch(config, batch: int, seed: int = 0) -> dict:
+def make_spec(preset: str, config) -> ModelSpec:
+    """The networks of a preset: its config's, with the preset's vocabulary size."""
+    p = bc.PRESETS[preset]
+    vocab = len(shapes.IXTOWORD) if p["kind"] == "shapes" else p["vocab_size"]
+    return ModelSpec.from_config(config, vocab_size=vocab)
+
+
+def make_batch(spec: ModelSpec, batch: int, seed: int = 0) -> dict:
     """Random batch of the right shapes: sorted captions (0-padded), images in [-1, 1]."""
     rng = np.random.default_rng(seed)
-    words = config.data.words_num
+    words = spec.words_num
     lens = np.array(bc.caption_lengths(batch, words), np.int32)
-    caps = rng.integers(1, config.model.vocab_size, (batch, words)).astype(np.int32)
+    caps = rng.integers(1, spec.vocab_size, (batch, words)).astype(np.int32)
     caps[np.arange(words)[None, :] >= lens[:, None]] = 0
     out = {"captions": caps, "cap_lens": lens, "class_ids": np.arange(batch, dtype=np.int32)}
-    for s in config.data.image_sizes:
+    for s in spec.image_sizes:
         out[f"image_{s}"] = rng.uniform(-1, 1, (batch, s, s, 3)).astype(np.float32)
     return {k: jnp.asarray(v) for k, v in out.items()}
 
@@ -105,10 +111,10 @@ def random_like(shapes, seed: int = 0):
     return jax.tree_util.tree_map_with_path(leaf, shapes)
 
 
-def encoders_for(config, image_size: int):
+def encoders_for(spec: ModelSpec, image_size: int):
     """Random frozen DAMSM encoders ``{"text": {"params"}, "image": {"params", "batch_stats"}}``."""
     p, bs = random_like(
-        jax.eval_shape(lambda k: damsm.init_variables(config, k, image_size), jax.random.key(1))
+        jax.eval_shape(lambda k: factory.init_encoders(spec, k, image_size), jax.random.key(1))
     )
     return {"text": {"params": p["text"]}, "image": {"params": p["image"], "batch_stats": bs}}
 
@@ -119,42 +125,41 @@ def build(preset: str, config, batch: int):
     ``make_args()`` builds the initial arguments; under ``jax.eval_shape`` it gives their shapes.
     """
     kind = bc.PRESETS[preset]["kind"]
+    spec = make_spec(preset, config)
     if kind == "damsm":
-        tx = damsm.optimizer_for(config, 299)
+        tx = damsm.optimizer_for(spec, 299)
 
         def damsm_args():  # the frozen trunk comes from a file, as in experiment.run_damsm
-            init = lambda k, t: damsm.init_state(config, k, 299, tx, t)  # noqa: E731
+            init = lambda k, t: damsm.init_state(spec, k, 299, tx, t)  # noqa: E731
             trunk = sharding.put_leafwise(  # host copies freed leaf by leaf, as run_loop does
-                lambda: random_like(damsm.trunk_shapes(config, 299))
+                lambda: random_like(damsm.trunk_shapes(spec, 299))
             )
             state = jax.jit(init, donate_argnums=1)(jax.random.key(0), trunk)
-            return state, make_batch(config, batch)
+            return state, make_batch(spec, batch)
 
-        return damsm.make_train_step(config, tx, steps_per_epoch=100), (0,), damsm_args
+        return damsm.make_train_step(config, spec, tx, steps_per_epoch=100), (0,), damsm_args
     if kind == "sample":
-        text, _ = damsm.build_models(config)
+        text = factory.text_encoder(spec)
 
         def sample_args():
-            data = make_batch(config, batch)
+            data = make_batch(spec, batch)
             caps, lens = data["captions"], data["cap_lens"]
             text_vars = jax.jit(lambda k: text.init(k, caps, lens, train=False))(jax.random.key(1))
-            g = gan.init_generator(
-                gan.build_generator(config), jax.random.key(2), config.data.words_num
-            )
+            g = factory.init_generator(spec, jax.random.key(2))
             z = jax.random.normal(jax.random.key(3), (batch, config.model.z_dim))
             eps = jax.random.normal(jax.random.key(4), (batch, config.model.condition_dim))
             return g, text_vars, caps, lens, z, eps
 
-        return sampling._generate_fn(config.to_json()).__wrapped__, (), sample_args
+        return sampling.sampler(spec).__wrapped__, (), sample_args
 
     def gan_args():
-        enc = sharding.put_leafwise(lambda: encoders_for(config, max(config.data.image_sizes)))
-        init = lambda e: gan.init_state(config, jax.random.key(0), e)  # noqa: E731
+        enc = sharding.put_leafwise(lambda: encoders_for(spec, max(spec.image_sizes)))
+        init = lambda e: gan.init_state(config, spec, jax.random.key(0), e)  # noqa: E731
         state = jax.jit(init, donate_argnums=0)(enc)
-        return state, make_batch(config, batch)
+        return state, make_batch(spec, batch)
 
     words = shapes.IXTOWORD if kind == "shapes" else None  # hard negatives
-    return gan.make_train_step(config, words), (0,), gan_args
+    return gan.make_train_step(config, spec, words), (0,), gan_args
 
 
 def cost(compiled) -> tuple[float, float]:

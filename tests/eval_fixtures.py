@@ -13,8 +13,8 @@ import numpy as np
 
 from attngan_jax import model_dir
 from attngan_jax.config_lib import base_config
-from attngan_jax.eval import sampling
-from attngan_jax.train import damsm, gan
+from attngan_jax.models import factory
+from attngan_jax.models.factory import ModelSpec
 
 TINY = dict(
     embed_dim=16, emb_dim=16, image_trunk="small", small_trunk_width=8, gf_dim=4, df_dim=4,
@@ -95,9 +95,9 @@ def tiny_model_json(vocab_size: int, dataset: str = "shapes", words_num: int = 1
 
 def init_tiny_networks(mj: dict, seed: int = 0):
     """(generator variables, encoders) with random weights (no ``init``: it is slow on CPU)."""
-    config = sampling.config_from_model_json(mj)
-    gen = gan.build_generator(config)
-    text, image = damsm.build_models(config)
+    spec = ModelSpec.from_json(mj)
+    gen = factory.generator(spec)
+    text, image = factory.text_encoder(spec), factory.image_encoder(spec)
     k = jax.random.key(seed)
     b, t = 2, mj["words_num"]
     g = jax.eval_shape(lambda: gen.init(k, jnp.zeros((b, gen.z_dim)), jnp.zeros((b, gen.emb_dim)),

@@ -35,7 +35,6 @@ from attngan_jax.errors import InputError, InputKeyError, MissingInputError
 from attngan_jax.eval import run as eval_run
 from attngan_jax.eval import sampling
 from attngan_jax.metrics import fid, networks, tf_checkpoint
-from attngan_jax.train import damsm
 
 
 def png(path, size=(12, 10), mode="RGB", value=128):
@@ -405,10 +404,10 @@ def test_inception_and_tf_checkpoint_errors(tmp_path):
 def test_damsm_inception_weights_setting(tmp_path):
     config = config_lib.birds("damsm", "full")
     with pytest.raises(InputError, match=r"--config\.damsm\.inception_weights=PATH"):
-        damsm.inception_weights_path(config)
+        config_lib.inception_weights_path(config)
     config.damsm.inception_weights = str(tmp_path / "w.pth")
     with pytest.raises(MissingInputError, match=r"--config\.damsm\.inception_weights=.*w\.pth"):
-        damsm.inception_weights_path(config)
+        config_lib.inception_weights_path(config)
 
 
 def test_fid_reference_errors(tmp_path):
@@ -426,7 +425,7 @@ def test_fid_reference_errors(tmp_path):
 def test_model_directory_errors(tmp_path):
     d = tmp_path / "m"
     with pytest.raises(MissingInputError, match=r"m: not a model directory"):
-        eval_run.resolve_model_dir(str(d))
+        model_dir.resolve(str(d))
     with pytest.raises(MissingInputError, match=r"model\.json not found"):
         model_dir.load_model_config(str(d))
     d.mkdir()
@@ -437,7 +436,7 @@ def test_model_directory_errors(tmp_path):
     with pytest.raises(InputError, match=r"model\.json: not a JSON object"):
         model_dir.load_model_config(str(d))
     (d / "model.json").write_text(json.dumps({"gf_dim": 4, "words_num": 5}))
-    with pytest.raises(DataError, match=r"model\.json: lacks the key\(s\) \['image_sizes'"):
+    with pytest.raises(InputError, match=r"model\.json: lacks the key\(s\) \['image_sizes'"):
         sampling.load_model(str(d))
     with pytest.raises(MissingInputError, match=r"generator: no exported networks here"):
         model_dir.load_generator(str(d))

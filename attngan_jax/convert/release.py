@@ -16,11 +16,12 @@ reads (``.pth`` with torch's weights-only loader, or ``.npz`` with the torch key
 The generator configuration (GF_DIM, R_NUM, BRANCH_NUM, B_DCGAN, Z_DIM, EMBEDDING_DIM,
 CONDITION_DIM) is read off the state dict's shapes; flags given explicitly must agree with them.
 ``model.json`` gets ``words_num`` of the original's eval configs (reference §2.2: 25 birds, 20 COCO)
-and the widths of ``config_lib.base_config().model``.
+and the widths of ``config_lib.base_config().model`` (:func:`release_spec`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -28,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from attngan_jax import model_dir
-from attngan_jax.config_lib import base_config
+from attngan_jax import config_lib, model_dir
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.generator import convert_generator
 from attngan_jax.convert.inception import convert_image_encoder
@@ -37,10 +37,13 @@ from attngan_jax.convert.text_encoder import convert_text_encoder, text_encoder_
 from attngan_jax.convert.torch_io import load_state_dict
 from attngan_jax.data.vocab import Vocabulary
 from attngan_jax.errors import MissingInputError
+from attngan_jax.models import factory
+from attngan_jax.models.factory import ModelSpec
 
 EVAL_WORDS_NUM = {"birds": 25, "coco": 20}  # TEXT.WORDS_NUM of eval_bird.yml / eval_coco.yml
 RELEASE_VOCAB = {5450: "birds", 27297: "coco"}
 DF_DIM = {"birds": 64, "coco": 96}
+SOURCE = "original AttnGAN release (converted by attngan_jax.convert.release)"
 
 
 def generator_config_from_state_dict(
@@ -83,27 +86,31 @@ def generator_config_from_state_dict(
     }
 
 
-def release_model_json(
+def release_spec(
     gen_cfg: Mapping[str, Any], vocab_size: int, embed_dim: int, dataset: str
-) -> dict[str, Any]:
-    """``model.json`` of a converted release (everything ``sampling.config_from_model_json`` reads)."""
-    m = base_config().model.to_dict()
-    m.update(gen_cfg)
-    m.update(
+) -> ModelSpec:
+    """The :class:`~attngan_jax.models.factory.ModelSpec` of a converted release.
+
+    The generator widths are the state dict's (:func:`generator_config_from_state_dict`); the
+    rest are the original's: ``config_lib.base_config()``'s widths, the Inception-v3 image encoder,
+    the PyTorch 0.3 resize and attention mask, and ``words_num`` of its eval configs.
+    """
+    base = ModelSpec.from_config(config_lib.base_config(), vocab_size=vocab_size)
+    return dataclasses.replace(
+        base,
+        **gen_cfg,
         vocab_size=int(vocab_size),
         embed_dim=int(embed_dim),
         image_trunk="inception",
         align_corners=True,  # PyTorch 0.3 bilinear resize of the released models
         faithful_mask=True,
-        df_dim=DF_DIM.get(dataset, m["df_dim"]),
+        df_dim=DF_DIM.get(dataset, base.df_dim),
         words_num=EVAL_WORDS_NUM.get(dataset, 18),
-        image_sizes=[gen_cfg["base_size"] * 2**i for i in range(gen_cfg["num_stages"])],
+        image_sizes=tuple(gen_cfg["base_size"] * 2**i for i in range(gen_cfg["num_stages"])),
         dataset=dataset,
         damsm_dropout=0.5,
         dtype="float32",
-        source="original AttnGAN release (converted by attngan_jax.convert.release)",
     )
-    return m
 
 
 def convert_release(
@@ -136,9 +143,6 @@ def convert_release(
         ConversionError: a file does not fit (key and shapes named) or the vocabulary size differs
             from the text encoder's.
     """
-    from attngan_jax.eval import sampling
-    from attngan_jax.train import damsm, gan
-
     g_sd = load_state_dict(net_g)
     gen_cfg = generator_config_from_state_dict(g_sd, net_g)
     for k, v in (overrides or {}).items():
@@ -163,10 +167,9 @@ def convert_release(
             f"EMBEDDING_DIM {gen_cfg['emb_dim']}: the two files are not from one release"
         )
     dataset = dataset or RELEASE_VOCAB.get(len(vocab), "birds")
-    mj = release_model_json(gen_cfg, len(vocab), t_mod.embed_dim, dataset)
-    config = sampling.config_from_model_json(mj)
-    gen = convert_generator(g_sd, gan.build_generator(config), source=net_g)
-    text_mod, image_mod = damsm.build_models(config)
+    spec = release_spec(gen_cfg, len(vocab), t_mod.embed_dim, dataset)
+    gen = convert_generator(g_sd, factory.generator(spec), source=net_g)
+    text_mod, image_mod = factory.text_encoder(spec), factory.image_encoder(spec)
     encoders: dict[str, Any] = {"text": convert_text_encoder(t_sd, text_mod, source=text_encoder)}
     if image_encoder is None:
         base, name = os.path.split(text_encoder)
@@ -183,6 +186,7 @@ def convert_release(
     model_dir.save_generator(out, gen)
     model_dir.save_damsm(out, encoders)
     vocab.save(os.path.join(out, "vocab.json"))
+    mj = {**spec.to_json(), "source": SOURCE}
     model_dir.save_model_config(out, mj)  # last: a directory with model.json is complete
     return mj
 

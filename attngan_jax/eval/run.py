@@ -26,34 +26,11 @@ from attngan_jax import model_dir
 from attngan_jax.data.text import DataError
 from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.eval import sampling
+from attngan_jax.eval.evaluators import evaluate, metrics_path
 from attngan_jax.runtime.observe import progress
 from attngan_jax.visualize import save_png, super_image, to_uint8
 
 log = logging.getLogger(__name__)
-
-
-def resolve_model_dir(path: str) -> str:
-    """The model directory at ``path``: ``path`` itself, or the ``attngan/`` of a demo workdir.
-
-    Raises:
-        MissingInputError: neither holds a ``model.json`` (the message says what was looked for).
-    """
-    for cand in (path, os.path.join(path, "attngan")):
-        if os.path.isfile(os.path.join(cand, model_dir.MODEL_JSON)):
-            return cand
-    raise MissingInputError(
-        f"{path}: not a model directory (no {model_dir.MODEL_JSON} in it or in {path}/attngan). "
-        "Model directories are written at the end of training (train.py) and by "
-        "python -m attngan_jax.convert.release."
-    )
-
-
-def is_model_dir(path: str) -> bool:
-    """Whether :func:`resolve_model_dir` finds a model directory with a generator at ``path``."""
-    try:
-        return model_dir.has_generator(resolve_model_dir(path))
-    except FileNotFoundError:
-        return False
 
 
 def read_captions(path: str) -> list[str]:
@@ -116,10 +93,10 @@ def sample(
         raise InputError(f"--num_samples={num_samples}: must be >= 1")
     if batch_size < 1:
         raise InputError(f"--batch_size={batch_size}: must be >= 1")
-    mdir = resolve_model_dir(workdir)
+    mdir = model_dir.resolve(workdir)
     m = sampling.load_model(mdir, raw=generator == "raw")
     # Encode everything first: a caption without any known word fails before any image is made.
-    ids, lens, words, _ = sampling.encode_captions(m.vocab, captions, m.config.data.words_num)
+    ids, lens, words, _ = sampling.encode_captions(m.vocab, captions, m.spec.words_num)
     total = len(captions) * num_samples
     item_caption = np.repeat(np.arange(len(captions)), num_samples)  # (total,)
     written: list[str] = []
@@ -127,9 +104,7 @@ def sample(
     bar.unit = "image"
     for s in range(0, total, batch_size):
         items = np.arange(s, min(s + batch_size, total))  # item = caption * num_samples + sample
-        z, eps = sampling.sample_noise(
-            seed, items, m.config.model.z_dim, m.config.model.condition_dim, truncation
-        )
+        z, eps = sampling.sample_noise(seed, items, m.spec.z_dim, m.spec.condition_dim, truncation)
         caps = item_caption[items]
         imgs, atts = sampling.generate_batch(m, ids[caps], lens[caps], z, eps)
         for b, item in enumerate(items):
@@ -149,11 +124,6 @@ def sample(
     return written
 
 
-def metrics_path(mdir: str, generator: str = "ema") -> str:
-    """Where the metrics of one generator of a model directory are written."""
-    return os.path.join(mdir, "eval", f"metrics_{generator}.json")
-
-
 def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict | None]:
     """Scores each model directory directly below ``root`` that has no metrics JSON yet.
 
@@ -165,20 +135,18 @@ def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict 
     Returns:
         ``{subdir: metrics dict, or None when skipped (already scored)}``.
     """
-    from attngan_jax.eval.evaluators import evaluate
-
     if not os.path.isdir(root):
         raise MissingInputError(f"--workdir={root}: no such folder")
     results: dict[str, dict | None] = {}
     subdirs = [os.path.join(root, d) for d in sorted(os.listdir(root))]
-    found = [d for d in subdirs if os.path.isdir(d) and is_model_dir(d)]
+    found = [d for d in subdirs if os.path.isdir(d) and model_dir.is_model_dir(d)]
     if not found:
         raise MissingInputError(
             f"--workdir={root}: no model directory below it (with --all, give the folder that "
             "holds the model directories)"
         )
     for d in found:
-        md = resolve_model_dir(d)
+        md = model_dir.resolve(d)
         if os.path.exists(metrics_path(md, generator)):
             print(f"{d}: already scored ({metrics_path(md, generator)}), skipped")
             results[d] = None

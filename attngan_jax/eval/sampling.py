@@ -1,4 +1,4 @@
-"""Captions -> images with attention maps, and the figures a training run reports at its end.
+"""Captions -> images with attention maps: the one sampler, the one noise convention.
 
 Python API for notebooks::
 
@@ -10,6 +10,9 @@ Python API for notebooks::
 the converter of the original release), tokenises like the original (unknown words are reported by
 name and dropped; a caption with no known word is an error), encodes the captions with the frozen
 DAMSM text encoder, and runs the generator in eval mode (BatchNorm running statistics).
+
+Everything that draws images from captions (``generate``, ``eval.py --mode=sample``, the metrics,
+the local page, the training run's sample grids) uses :func:`sampler` and :func:`sample_noise`.
 """
 
 from __future__ import annotations
@@ -17,52 +20,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections as mlc
 import numpy as np
 
 from attngan_jax import model_dir
 from attngan_jax.data.text import DataError, tokenize
 from attngan_jax.data.vocab import Vocabulary
-from attngan_jax.train import damsm, gan
+from attngan_jax.models import factory
+from attngan_jax.models.factory import ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def config_from_model_json(m: dict) -> mlc.ConfigDict:
-    """A config with what the network builders read, from a model directory's ``model.json``."""
-    c = mlc.ConfigDict()
-    c.dtype = m.get("dtype", "float32")
-    c.model = mlc.ConfigDict(
-        {k: v for k, v in m.items() if k not in ("words_num", "image_sizes", "dataset", "dtype")}
-    )
-    c.data = mlc.ConfigDict(
-        {"words_num": m["words_num"], "image_sizes": tuple(m["image_sizes"]), "name": m["dataset"]}
-    )
-    c.damsm = mlc.ConfigDict({"dropout": m.get("damsm_dropout", 0.5)})
-    return c
 
 
 @dataclasses.dataclass
 class LoadedModel:
     """A model directory in memory."""
 
-    config: mlc.ConfigDict
+    spec: ModelSpec
     vocab: Vocabulary
     generator: Any  # {"params", "batch_stats"}
     encoders: Any  # {"text": {"params"}, "image": {"params", "batch_stats"}}
-
-
-# What config_from_model_json and the network builders read from model.json.
-MODEL_JSON_KEYS = (
-    "words_num", "image_sizes", "dataset", "vocab_size", "embed_dim", "emb_dim", "image_trunk",
-    "align_corners", "small_trunk_width", "gf_dim", "z_dim", "condition_dim", "r_num",
-    "num_stages", "base_size", "dcgan", "faithful_mask",
-)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,22 +54,11 @@ def load_model(directory: str, raw: bool = False) -> LoadedModel:
     Raises:
         InputError: ``model.json`` is missing, not JSON or lacks a key (named in the message).
     """
-    import os
-
-    mj = model_dir.load_model_config(directory)
-    missing = [k for k in MODEL_JSON_KEYS if k not in mj]
-    if missing:
-        raise DataError(
-            f"{os.path.join(directory, model_dir.MODEL_JSON)}: lacks the key(s) {missing}; the file "
-            "was edited or written by another program: re-export the model directory (train.py "
-            "writes it at the end of a phase, python -m attngan_jax.convert.release for the "
-            "original weights)"
-        )
-    config = config_from_model_json(mj)
+    spec = model_dir.load_spec(directory)
     vocab = Vocabulary.load(os.path.join(directory, "vocab.json"))
     gen = jax.tree_util.tree_map(jnp.asarray, model_dir.load_generator(directory, raw=raw))
     enc = jax.tree_util.tree_map(jnp.asarray, model_dir.load_damsm(directory))
-    return LoadedModel(config, vocab, gen, enc)
+    return LoadedModel(spec, vocab, gen, enc)
 
 
 def encode_captions(
@@ -138,10 +109,15 @@ def encode_captions(
 
 
 @functools.lru_cache(maxsize=8)
-def _generate_fn(config_json: str):
-    config = mlc.ConfigDict(__import__("json").loads(config_json))
-    gen = gan.build_generator(config)
-    text, _ = damsm.build_models(config)
+def sampler(spec: ModelSpec) -> Callable:
+    """The one jitted sampler of a spec, built once and reused (compiled once per batch shape).
+
+    ``fn(g_vars, text_vars, ids (B, T), lens (B,), z (B, z_dim), eps (B, condition_dim))`` ->
+    ``(images per stage (B, S, S, 3) in [-1, 1], attention per attending stage (B, T, s, s))``:
+    the frozen text encoder, then the generator in eval mode (BatchNorm running statistics).
+    """
+    gen = factory.generator(spec)
+    text = factory.text_encoder(spec)
 
     @jax.jit
     def fn(g_vars, text_vars, ids, lens, z, eps):
@@ -162,6 +138,10 @@ def generate(
 ) -> dict[str, Any]:
     """Generates ``num_samples`` images per caption.
 
+    Sample ``j`` of caption ``i`` gets the noise of item ``i * num_samples + j``
+    (:func:`sample_noise`), as ``eval.py --mode=sample`` and the local page: the same caption and
+    seed give the same images through all three, whatever the batch size or device count.
+
     Args:
         model: a model directory or a :class:`LoadedModel`.
         captions: caption strings.
@@ -176,28 +156,18 @@ def generate(
         ``unknown``: per caption the dropped words.
     """
     m = load_model(model) if isinstance(model, str) else model
-    ids, lens, words, unknown = encode_captions(m.vocab, captions, m.config.data.words_num)
-    fn = _generate_fn(m.config.to_json())
+    ids, lens, words, unknown = encode_captions(m.vocab, captions, m.spec.words_num)
     n = len(captions)
-    rep_ids = np.repeat(ids, num_samples, axis=0)
-    rep_lens = np.repeat(lens, num_samples, axis=0)
-    key = jax.random.key(seed)
     total = n * num_samples
-    k_z, k_e = jax.random.split(key)
-    zdim, cdim = m.config.model.z_dim, m.config.model.condition_dim
-    if truncation:
-        z_all = jax.random.truncated_normal(k_z, -truncation, truncation, (total, zdim))
-    else:
-        z_all = jax.random.normal(k_z, (total, zdim))
-    eps_all = jax.random.normal(k_e, (total, cdim))
+    item_caption = np.repeat(np.arange(n), num_samples)  # (total,)
     imgs, atts = [], []
     for s in range(0, total, batch_size):
-        e = min(s + batch_size, total)
-        fi, am = fn(
-            m.generator, m.encoders["text"], rep_ids[s:e], rep_lens[s:e], z_all[s:e], eps_all[s:e]
-        )
-        imgs.append([np.asarray(x) for x in fi])
-        atts.append([np.asarray(x) for x in am])
+        items = np.arange(s, min(s + batch_size, total))  # item = caption * num_samples + sample
+        z, eps = sample_noise(seed, items, m.spec.z_dim, m.spec.condition_dim, truncation)
+        caps = item_caption[items]
+        fi, am = generate_batch(m, ids[caps], lens[caps], z, eps)
+        imgs.append(fi)
+        atts.append(am)
     images = [np.concatenate([b[i] for b in imgs]) for i in range(len(imgs[0]))]
     attention = [np.concatenate([b[i] for b in atts]) for i in range(len(atts[0]))]
     shape = (n, num_samples)
@@ -291,7 +261,7 @@ def generate_batch(
         ``(images per stage (B, S, S, 3) in [-1, 1], attention per attending stage (B, T, s, s))``
         as numpy.
     """
-    fn = _generate_fn(m.config.to_json())
+    fn = sampler(m.spec)
     (ids, lens, z, eps), n = place_batch([ids, lens, np.asarray(z), np.asarray(eps)])
     imgs, atts = fn(m.generator, m.encoders["text"], ids, lens, z, eps)
     return [np.asarray(x)[:n] for x in imgs], [np.asarray(a)[:n] for a in atts]
@@ -302,15 +272,29 @@ def _decode(vocab: Vocabulary, ids: np.ndarray, n: int) -> list[str]:
     return [vocab.ixtoword[int(i)] for i in ids[:n]]
 
 
-@functools.lru_cache(maxsize=4)
-def _sample_fn(config_json: str):
-    """The jitted EMA sampler of a training config, built once (not recompiled every grid)."""
-    config = mlc.ConfigDict(__import__("json").loads(config_json))
-    return jax.jit(gan.make_sample_fn(config, use_ema=True))
+def render_super_image(
+    spec: ModelSpec,
+    state,
+    data_path: str,
+    vocab: Vocabulary,
+    mesh,
+    sort_by_length: bool,
+    num: int = 8,
+) -> np.ndarray:
+    """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator.
 
+    The noise of caption ``i`` is :func:`sample_noise` of item ``i`` with seed 0. Every process
+    computes the same grid (inputs replicated over ``mesh``, beside the replicated generator).
 
-def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, num: int = 8):
-    """A super-image (stages + top attended words) of ``num`` test captions with the EMA generator."""
+    Args:
+        spec: the networks.
+        state: the GAN training state (``ema_params``, ``g_stats``, ``encoders``).
+        data_path: the prepared dataset (its first ``num`` test records are drawn).
+        vocab: the vocabulary (to print the words).
+        mesh: the training mesh.
+        sort_by_length: as the training loader (the order of the grid's rows).
+        num: captions in the grid.
+    """
     from attngan_jax.data import pipeline  # grain/TFDS only where a dataset is read
     from attngan_jax.runtime import sharding
     from attngan_jax.visualize import super_image
@@ -319,25 +303,28 @@ def render_super_image(config, state, data_path: str, vocab: Vocabulary, mesh, n
         data_path,
         "test",
         global_batch_size=num,
-        image_sizes=tuple(config.data.image_sizes),
-        words_num=config.data.words_num,
+        image_sizes=tuple(spec.image_sizes),
+        words_num=spec.words_num,
         seed=0,
         shuffle=False,
         num_epochs=1,
         random_crop=False,
         random_flip=False,
-        sort_by_length=config.data.sort_by_length,
+        sort_by_length=sort_by_length,
         shard_index=0,
         shard_count=1,  # every process reads the same ``num`` captions
     )
     batch = next(iter(loader))
-    sample = _sample_fn(config.to_json())
-    k = jax.random.key(0)
-    z = np.asarray(jax.random.normal(k, (num, config.model.z_dim)))
-    eps = np.asarray(jax.random.normal(jax.random.fold_in(k, 1), (num, config.model.condition_dim)))
+    z, eps = sample_noise(0, np.arange(num), spec.z_dim, spec.condition_dim)
+    g_vars = {"params": state.ema_params, "batch_stats": state.g_stats}
     # (num, ...) host arrays -> replicated over the mesh, beside the replicated generator
-    dev = {k2: v for k2, v in batch.items() if k2 != "keys"}
-    dev, z, eps = jax.device_put((dev, z, eps), sharding.replicated(mesh))
-    out = sharding.fetch(sharding.call_in_lockstep(sample, state, dev, z, eps))
+    ids, lens, z, eps = jax.device_put(
+        (batch["captions"], batch["cap_lens"], np.asarray(z), np.asarray(eps)),
+        sharding.replicated(mesh),
+    )
+    fn = sampler(spec)
+    imgs, atts = sharding.fetch(
+        sharding.call_in_lockstep(fn, g_vars, state.encoders["text"], ids, lens, z, eps)
+    )
     words = [_decode(vocab, batch["captions"][i], int(batch["cap_lens"][i])) for i in range(num)]
-    return super_image(list(out.fake_imgs), list(out.att_maps), words)
+    return super_image(list(imgs), list(atts), words)

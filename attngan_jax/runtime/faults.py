@@ -1,7 +1,7 @@
 """Crash points for the crash-safety tests: ``ATTNGAN_CRASH_AT=<tag>`` SIGKILLs the process there.
 
 The project promises that a ``kill -9`` at any moment leaves nothing partial that a rerun trusts
-(README, "Crash safety"). ``tests/test_crash_safety.py`` proves it at the moments that write
+(docs/crash_safety.md). ``tests/test_crash_safety.py`` proves it at the moments that write
 files, which are too short to hit reliably from outside: each such place calls :func:`point` with
 a tag, and a process started with ``ATTNGAN_CRASH_AT`` equal to that tag kills itself with SIGKILL
 (a real ``kill -9``: no Python cleanup, no ``finally``) when it gets there. Unset, :func:`point`

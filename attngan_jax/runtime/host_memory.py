@@ -10,12 +10,11 @@ MALLOC_TUNABLES = ("glibc.malloc.hugetlb=1",)
 """glibc tunables that ``reexec_with_malloc_tunables`` adds to ``GLIBC_TUNABLES``.
 
 ``hugetlb=1`` makes glibc ``madvise`` its ``mmap``-ed chunks for transparent huge pages. XLA:CPU
-allocates each step's scratch buffer (XLA's ``temp_size``: 0.25 GB for birds64, 1.7 GB for
-birds256) afresh; above glibc's 32 MB mmap threshold that is a new mapping every step, so every
-4 KB page of it faulted in again each step: 63k page faults and 0.2-0.3 s of kernel CPU time per
-birds64 iteration, 430k faults and 1.6-1.9 s per birds256 iteration. With huge pages the faults
-drop to a few hundred (the kernel still zeroes the memory) and the birds64 iteration ran 5-12 %
-faster with an equal or lower peak RSS (docs/performance.md).
+allocates each step's scratch buffer (XLA's ``temp_size``) afresh; above glibc's mmap threshold
+that is a new mapping every step, so every 4 KB page of it faulted in again each step, at a cost
+of kernel CPU time in every iteration. With huge pages the faults drop to a few hundred (the
+kernel still zeroes the memory), so steps run faster at an equal or lower peak RSS (figures in
+docs/performance.md).
 """
 _MARK = "ATTNGAN_MALLOC_TUNED"
 
@@ -24,8 +23,8 @@ def release_freed_host_memory() -> None:
     """Returns the C heap's free pages to the OS (glibc ``malloc_trim``); a no-op elsewhere.
 
     XLA's compiler frees most of what it allocated once an executable is built, but glibc keeps
-    those pages, so the first step's buffers came on top of them: the peak RSS of the birds64
-    benchmark fell from 2.2 to 1.7 GB with this call between compiling and running the step.
+    those pages, so the first step's buffers came on top of them; called between compiling and
+    running the step, it lowers the peak RSS (docs/performance.md).
     """
     try:
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)

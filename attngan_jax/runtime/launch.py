@@ -7,7 +7,7 @@ Each process gets the environment that ``attngan_jax.runtime.sharding.maybe_init
 (``JAX_COORDINATOR_ADDRESS=127.0.0.1:<port>``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``) plus
 ``JAX_PLATFORMS=cpu`` and ``JAX_NUM_CPU_DEVICES`` (with ``--platform=cpu``, the default); the CPU
 collectives between processes are gloo's. This is what a pod or a SLURM job does with one process
-per host (README, "Multi-device and multi-host"), so the same ``train.py`` runs unchanged.
+per host (docs/multihost.md), so the same ``train.py`` runs unchanged.
 
 Process 0 writes to this terminal; process i > 0 writes to ``--log_dir/process_<i>.log`` (default:
 the terminal too, each line prefixed ``[i]``). SIGTERM/SIGINT to the launcher is passed to every

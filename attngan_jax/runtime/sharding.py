@@ -5,7 +5,7 @@ axis and every parameter is replicated. Under ``jax.jit`` XLA (GSPMD) inserts th
 the mean gradients and the BatchNorm statistics are those of the *global* batch, exactly as a
 single device running the whole batch would compute them.
 
-Multi-host (README, "Multi-device and multi-host"): every host runs the same ``train.py``;
+Multi-host (docs/multihost.md): every host runs the same ``train.py``;
 :func:`maybe_initialize_distributed` starts ``jax.distributed`` when the environment names a
 cluster (``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` + ``JAX_PROCESS_ID``, as
 ``python -m attngan_jax.runtime.launch`` sets them; a SLURM job of more than one task; a multi-worker TPU

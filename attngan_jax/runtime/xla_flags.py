@@ -1,13 +1,12 @@
-"""XLA:CPU flags that decide convolution speed and step memory on CPU (README, Performance).
+"""XLA:CPU flags that decide convolution speed and step memory on CPU (docs/performance.md).
 
 - ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: jaxlib's default XLA:CPU
-  build routes every convolution to YNNPACK, which is 1.3-1.8x slower than XLA's own convolution
-  kernels on the CPUs we measured.
+  build routes every convolution to YNNPACK, which was slower than XLA's own convolution kernels
+  on the CPUs we measured.
 - ``--xla_cpu_enable_concurrency_optimized_scheduler=false``: XLA:CPU's default scheduler orders
   independent ops so that they can run concurrently, which keeps more intermediates alive at once.
-  The memory-minimising order cut the training steps' scratch memory (XLA's ``temp_size``) by
-  7-40 % (birds64 402 -> 259 MB, birds256 1,829 -> 1,703 MB, DAMSM 141 -> 85 MB) with no
-  measurable change in step time on 2 cores (docs/performance.md).
+  The memory-minimising order cuts the training steps' scratch memory (XLA's ``temp_size``)
+  with no measurable change in step time (figures in docs/performance.md).
 
 This module appends each flag to ``XLA_FLAGS`` before JAX initialises its backend, unless that flag
 is already set there. It only affects the CPU backend. Set ``ATTNGAN_KEEP_XLA_FLAGS=1`` to leave

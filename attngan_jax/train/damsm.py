@@ -24,20 +24,19 @@ Choices (each matching the original unless said):
 
 from __future__ import annotations
 
-import os
-
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from attngan_jax import losses
+from attngan_jax import config_lib, losses
 from attngan_jax.convert.inception import convert_inception_trunk
 from attngan_jax.convert.torch_io import load_state_dict
-from attngan_jax.errors import InputError, MissingInputError
-from attngan_jax.models.image_encoder import CNNEncoder, trainable_mask
-from attngan_jax.models.text_encoder import RNNEncoder
+from attngan_jax.data import negatives
+from attngan_jax.models import factory
+from attngan_jax.models.factory import ModelSpec
+from attngan_jax.models.image_encoder import trainable_mask
 from attngan_jax.types import Batch, PRNGKey, PyTree
 
 
@@ -60,29 +59,6 @@ class DAMSMState:
     rng: jax.Array
 
 
-def build_models(config) -> tuple[RNNEncoder, CNNEncoder]:
-    """The two DAMSM encoders for a config (vocabulary size from ``config.model.vocab_size``)."""
-    m = config.model
-    dtype = jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32
-    text = RNNEncoder(
-        vocab_size=m.vocab_size,
-        embed_dim=m.embed_dim,
-        hidden_dim=m.emb_dim,
-        dropout_rate=config.damsm.dropout,
-        dtype=dtype,
-    )
-    w = m.small_trunk_width
-    image = CNNEncoder(
-        nef=m.emb_dim,
-        trunk=m.image_trunk,
-        align_corners=m.align_corners,
-        small_widths=(w, 2 * w, 4 * w, 8 * w),
-        small_spatial_global=m.get("small_trunk_spatial", False),
-        dtype=dtype,
-    )
-    return text, image
-
-
 def epoch_floor(decay: float, factor: float = 10.0) -> int:
     """First epoch ``e`` with ``decay**e <= 1/factor`` (114 for 0.98): the rate stops decaying there."""
     e, lr = 0, 1.0
@@ -101,21 +77,21 @@ def learning_rate(config, step: jax.Array, steps_per_epoch: int) -> jax.Array:
     )
 
 
-def trained(config, params: PyTree) -> PyTree:
+def trained(spec: ModelSpec, params: PyTree) -> PyTree:
     """``params``' tree of Python bools: True for the leaves DAMSM training updates.
 
     Everything but a frozen Inception trunk (``model.image_trunk = "inception"``).
     """
     return {
         "text": jax.tree_util.tree_map(lambda _: True, params["text"]),
-        "image": trainable_mask(params["image"], config.model.image_trunk),
+        "image": trainable_mask(params["image"], spec.image_trunk),
     }
 
 
-def make_optimizer(config, params: PyTree) -> optax.GradientTransformation:
+def make_optimizer(spec: ModelSpec, params: PyTree) -> optax.GradientTransformation:
     """Adam's moment scaling (the step multiplies by ``-lr``), frozen parameters masked out."""
     adam = optax.scale_by_adam(b1=0.5, b2=0.999, eps=1e-8)
-    mask = trained(config, params)
+    mask = trained(spec, params)
     return optax.chain(optax.masked(adam, mask), optax.masked(optax.set_to_zero(), _invert(mask)))
 
 
@@ -123,69 +99,33 @@ def _invert(mask: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda b: not b, mask)
 
 
-def init_variables(config, rng: PRNGKey, image_size: int) -> tuple[PyTree, PyTree]:
-    """Random ``(params {"text", "image"}, image batch_stats)`` of the two encoders."""
-    text, image = build_models(config)
-    k_text, k_img = jax.random.split(rng)
-    L = config.data.words_num
-    caps = jnp.ones((2, L), jnp.int32)
-    lens = jnp.full((2,), L, jnp.int32)
-    tv = text.init({"params": k_text, "dropout": k_text}, caps, lens, train=False)
-    iv = image.init(k_img, jnp.zeros((2, image_size, image_size, 3)), train=False)
-    return {"text": tv["params"], "image": iv["params"]}, iv.get("batch_stats", {})
-
-
-def inception_weights_path(config) -> str | None:
-    """The file the frozen Inception trunk starts from, or None (small or random trunk).
-
-    Raises:
-        InputError: the Inception trunk is configured but ``damsm.inception_weights`` is unset.
-        MissingInputError: the configured file does not exist (a ``FileNotFoundError``).
-    """
-    path = config.damsm.get("inception_weights", "")
-    if config.model.image_trunk != "inception" or path == "random":
-        return None
-    if not path:
-        raise InputError(
-            "DAMSM pretraining with the Inception-v3 trunk needs its ImageNet weights (the "
-            "original loads torchvision's inception_v3_google-1a9a5a14.pth and freezes it): set "
-            "--config.damsm.inception_weights=PATH to torchvision's inception_v3_google-*.pth "
-            "(reading .pth needs `pip install torch`; an .npz with the same keys needs nothing), "
-            "or --config.damsm.inception_weights=random for a random frozen trunk (smoke tests only)"
-        )
-    if not os.path.exists(path):
-        raise MissingInputError(
-            f"--config.damsm.inception_weights={path}: no such file (torchvision's "
-            "inception_v3_google-*.pth or an .npz with its keys)"
-        )
-    return path
-
-
-def trunk_shapes(config, image_size: int) -> PyTree:
+def trunk_shapes(spec: ModelSpec, image_size: int) -> PyTree:
     """``{"params": {"inception": ...}, "batch_stats": {"inception": ...}}`` shapes of the trunk."""
-    params, stats = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
+    params, stats = jax.eval_shape(
+        lambda: factory.init_encoders(spec, jax.random.key(0), image_size)
+    )
     return {
         "params": {"inception": params["image"]["inception"]},
         "batch_stats": {"inception": stats["inception"]},
     }
 
 
-def load_inception_trunk(config, image_size: int) -> PyTree:
+def load_inception_trunk(config, spec: ModelSpec, image_size: int) -> PyTree:
     """Reads and checks the trunk weights named by :func:`inception_weights_path`.
 
     Returns:
         The :func:`trunk_shapes` tree with numpy values, the ``trunk`` argument of
         :func:`init_state`.
     """
-    path = inception_weights_path(config)
+    path = config_lib.inception_weights_path(config)
     if path is None:
         raise ValueError("load_inception_trunk: no trunk weights are configured")
-    expected = trunk_shapes(config, image_size)
+    expected = trunk_shapes(spec, image_size)
     return convert_inception_trunk(load_state_dict(path), expected, source=path)
 
 
 def init_state(
-    config,
+    spec: ModelSpec,
     rng: PRNGKey,
     image_size: int,
     tx: optax.GradientTransformation,
@@ -194,7 +134,7 @@ def init_state(
     """Initial state (use ``jax.eval_shape`` on this for abstract targets).
 
     Args:
-        config: the experiment config.
+        spec: the model spec (``attngan_jax.models.factory``).
         rng: key of the random initialisation.
         image_size: the image encoder's input size.
         tx: the optimizer (:func:`optimizer_for`).
@@ -202,7 +142,7 @@ def init_state(
             under ``jax.jit`` the random trunk is then dead code. None keeps every weight random.
     """
     k_vars, k_state = jax.random.split(rng)
-    params, batch_stats = init_variables(config, k_vars, image_size)
+    params, batch_stats = factory.init_encoders(spec, k_vars, image_size)
     if trunk is not None:
         params = {**params, "image": {**params["image"], **trunk["params"]}}
         batch_stats = {**batch_stats, **trunk["batch_stats"]}
@@ -215,10 +155,10 @@ def init_state(
     )
 
 
-def optimizer_for(config, image_size: int) -> optax.GradientTransformation:
+def optimizer_for(spec: ModelSpec, image_size: int) -> optax.GradientTransformation:
     """The optimizer, built from the abstract parameter structure (nothing is materialised)."""
-    params, _ = jax.eval_shape(lambda: init_variables(config, jax.random.key(0), image_size))
-    return make_optimizer(config, params)
+    params, _ = jax.eval_shape(lambda: factory.init_encoders(spec, jax.random.key(0), image_size))
+    return make_optimizer(spec, params)
 
 
 def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, jax.Array]:
@@ -228,19 +168,21 @@ def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, ja
     return jax.tree_util.tree_map(lambda g: g * scale, tree), norm
 
 
-def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, train: bool):
+def damsm_losses(
+    config, spec: ModelSpec, text, image, params, batch_stats, batch: Batch, rng, train: bool
+):
     """Forward both encoders and the four DAMSM losses.
 
     Returns:
         ``(total, (metrics, new_batch_stats, aux))`` with aux holding codes for retrieval metrics.
     """
     d = config.damsm
-    images = batch[f"image_{max(config.data.image_sizes)}"]
-    bn_train = train and (config.model.image_trunk == "small" or d.inception_bn_train)
+    images = batch[f"image_{max(spec.image_sizes)}"]
+    bn_train = train and (spec.image_trunk == "small" or d.inception_bn_train)
     image_params = params["image"]
-    if config.model.image_trunk == "inception" and "inception" in image_params:
+    if spec.image_trunk == "inception" and "inception" in image_params:
         # The trunk is frozen: no gradient through its parameters (the original never runs this
-        # backward either). Measured 4x faster DAMSM steps on CPU, identical loss.
+        # backward either): much faster DAMSM steps, identical loss (docs/performance.md).
         image_params = {
             **image_params,
             "inception": jax.lax.stop_gradient(image_params["inception"]),
@@ -261,7 +203,7 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
         train=train,
         rngs={"dropout": rng},
     )
-    class_ids = batch["class_ids"] if (d.class_masking or d.get("mirror_negatives")) else None
+    class_ids = batch["class_ids"] if (d.class_masking or d.mirror_negatives) else None
     w0, w1, _ = losses.words_loss(
         features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3
     )
@@ -271,136 +213,26 @@ def damsm_losses(config, text, image, params, batch_stats, batch: Batch, rng, tr
     return total, (metrics, new_stats, {"cnn_code": cnn_code, "sent_emb": sent_emb})
 
 
-HORIZONTAL_SWAPS = (("left", "right"), ("right", "left"))
-VERTICAL_SWAPS = (
-    ("top", "bottom"), ("bottom", "top"), ("above", "below"), ("below", "above"),
-    ("upper", "lower"), ("lower", "upper"), ("over", "under"), ("under", "over"),
-    ("beneath", "above"),
-)  # fmt: skip
-
-
-def swap_tables(ixtoword: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Word-id maps that mirror a caption horizontally / vertically (left<->right, top<->bottom)."""
-    w2i = {w: i for i, w in enumerate(ixtoword)}
-    tables = []
-    for pairs in (HORIZONTAL_SWAPS, VERTICAL_SWAPS):
-        t = np.arange(len(ixtoword), dtype=np.int32)
-        for a, b in pairs:
-            if a in w2i and b in w2i:
-                t[w2i[a]] = w2i[b]
-        tables.append(t)
-    return tables[0], tables[1]
-
-
-def mirror_captions(captions: jax.Array, tables) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Swaps a caption's position words, horizontally if it has any left/right word, else vertically.
-
-    Args:
-        captions: (B, L) word ids.
-        tables: ``(horizontal, vertical)`` word-id maps from :func:`swap_tables`.
-
-    Returns:
-        ``(mirrored (B, L), horizontal (B,) bool, changed (B,) bool)``: ``changed`` is False for
-        captions without a position word (their "mirror" is the caption itself).
-    """
-    lr, tb = (jnp.asarray(t) for t in tables)
-    cap_lr, cap_tb = lr[captions], tb[captions]
-    has_lr = jnp.any(cap_lr != captions, axis=1)
-    has_tb = jnp.any(cap_tb != captions, axis=1)
-    horizontal = has_lr | ~has_tb  # (B,)
-    mirrored = jnp.where(horizontal[:, None], cap_lr, cap_tb)
-    return mirrored, horizontal, jnp.any(mirrored != captions, axis=1)
-
-
-COLOUR_WORDS = (
-    "red", "green", "blue", "yellow", "purple", "orange", "pink", "brown", "black", "white",
-    "grey", "gray",
-)  # fmt: skip
-
-
-def colour_word_ids(ixtoword: list[str]) -> np.ndarray:
-    """Word ids of the :data:`COLOUR_WORDS` a vocabulary has, (K,) int32."""
-    w2i = {w: i for i, w in enumerate(ixtoword)}
-    return np.array([w2i[w] for w in COLOUR_WORDS if w in w2i], np.int32)
-
-
-def recolour_captions(
-    captions: jax.Array, colour_ids, rng: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Renames the last-named colour of each caption that names two or more colours.
-
-    Every occurrence of that colour word becomes a colour word the caption does not name (drawn
-    uniformly): "a red circle above a purple square" -> "a red circle above a green square". A
-    real image with such a caption is a mismatch that only the second object's colour gives away.
-
-    Args:
-        captions: (B, L) word ids.
-        colour_ids: (K,) word ids of the colour words (:func:`colour_word_ids`).
-        rng: key of the replacement draw.
-
-    Returns:
-        ``(recoloured (B, L), changed (B,) bool)``; captions naming fewer than two colours (or
-        every colour) are returned unchanged with ``changed`` False.
-    """
-    ids = jnp.asarray(colour_ids)  # (K,)
-    is_colour = captions[:, :, None] == ids  # (B, L, K)
-    named = jnp.any(is_colour, axis=1)  # (B, K)
-    position = jnp.arange(captions.shape[1])
-    last_at = jnp.max(jnp.where(jnp.any(is_colour, axis=2), position, -1), axis=1)  # (B,)
-    last = jnp.take_along_axis(captions, jnp.maximum(last_at, 0)[:, None], axis=1)  # (B, 1)
-    draw = jnp.where(named, -1.0, jax.random.uniform(rng, named.shape))  # named ones never win
-    new = ids[jnp.argmax(draw, axis=1)][:, None]  # (B, 1)
-    n_named = jnp.sum(named, axis=1)
-    changed = (n_named >= 2) & (n_named < ids.shape[0])
-    return jnp.where(changed[:, None] & (captions == last), new, captions), changed
-
-
-def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
-    """Doubles a batch with mirrored images and mirrored captions as hard negatives.
-
-    Not in the original. In-batch negatives almost never differ only by a position word, so the
-    contrastive DAMSM losses barely learn "left" vs "right"; a caption naming positions is paired
-    here with the image flipped along that axis and the caption's position words swapped
-    (``left<->right``; ``top<->bottom``, ``above<->below`` for vertical flips). A mirrored pair whose
-    caption did not change (no position word) gets the class id of its original, so the class
-    masking does not count a true match as a negative.
-
-    Args:
-        batch: ``image_key`` (B, S, S, 3), ``captions`` (B, L), ``cap_lens`` (B,).
-        image_key: the image field.
-        tables: ``(horizontal, vertical)`` word-id maps from :func:`swap_tables`.
-
-    Returns:
-        A batch of 2B with ``class_ids`` set for the masking.
-    """
-    caps, img = batch["captions"], batch[image_key]
-    bsz = caps.shape[0]
-    new_caps, horizontal, changed = mirror_captions(caps, tables)
-    flipped = jnp.where(horizontal[:, None, None, None], img[:, :, ::-1], img[:, ::-1])
-    idx = jnp.arange(bsz, dtype=jnp.int32)
-    return {
-        image_key: jnp.concatenate([img, flipped]),
-        "captions": jnp.concatenate([caps, new_caps]),
-        "cap_lens": jnp.concatenate([batch["cap_lens"], batch["cap_lens"]]),
-        "class_ids": jnp.concatenate([idx, jnp.where(changed, bsz + idx, idx)]),
-    }
-
-
-def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: int, tables=None):
+def make_train_step(
+    config, spec: ModelSpec, tx: optax.GradientTransformation, steps_per_epoch: int, tables=None
+):
     """``train_step(state, batch) -> (state, metrics)``; pure, to be jitted once.
 
-    ``tables`` (from :func:`swap_tables`) turns on :func:`add_mirrored_negatives`.
+    ``tables`` (from :func:`~attngan_jax.data.negatives.swap_tables`) turns on
+    :func:`~attngan_jax.data.negatives.add_mirrored_negatives`.
     """
-    text, image = build_models(config)
+    text, image = factory.text_encoder(spec), factory.image_encoder(spec)
 
     def train_step(state: DAMSMState, batch: Batch):
         if tables is not None:
-            key = f"image_{max(config.data.image_sizes)}"
-            batch = add_mirrored_negatives(batch, key, tables)
+            key = f"image_{max(spec.image_sizes)}"
+            batch = negatives.add_mirrored_negatives(batch, key, tables)
         rng = jax.random.fold_in(state.rng, state.step)
 
         def loss_fn(params):
-            return damsm_losses(config, text, image, params, state.batch_stats, batch, rng, True)
+            return damsm_losses(
+                config, spec, text, image, params, state.batch_stats, batch, rng, True
+            )
 
         (_, (metrics, new_stats, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
@@ -410,10 +242,9 @@ def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: i
         lr = learning_rate(config, state.step, steps_per_epoch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         # Frozen leaves (the Inception trunk) are passed through as they are. ``p + -lr * 0``
-        # is not folded for floats, so the 88 MB trunk used to be rewritten in place every step,
-        # after XLA had copied each of its kernels for the convolutions that read them (birds,
-        # 4×299²: 24 ms of copies in a 340 ms step, plus the rewrite).
-        mask = trained(config, state.params)
+        # is not folded for floats, so the whole trunk used to be rewritten in place every step,
+        # after XLA had copied each of its kernels for the convolutions that read them.
+        mask = trained(spec, state.params)
         params = jax.tree_util.tree_map(
             lambda p, u, t: p - lr * u if t else p, state.params, updates, mask
         )
@@ -437,13 +268,13 @@ def make_train_step(config, tx: optax.GradientTransformation, steps_per_epoch: i
     return train_step
 
 
-def make_eval_step(config):
+def make_eval_step(config, spec: ModelSpec):
     """``eval_step(state, batch) -> metrics``: losses and in-batch retrieval accuracy (eval mode)."""
-    text, image = build_models(config)
+    text, image = factory.text_encoder(spec), factory.image_encoder(spec)
 
     def eval_step(state: DAMSMState, batch: Batch):
         _, (metrics, _, aux) = damsm_losses(
-            config, text, image, state.params, state.batch_stats, batch, state.rng, False
+            config, spec, text, image, state.params, state.batch_stats, batch, state.rng, False
         )
         img = aux["cnn_code"] / (jnp.linalg.norm(aux["cnn_code"], axis=-1, keepdims=True) + 1e-8)
         snt = aux["sent_emb"] / (jnp.linalg.norm(aux["sent_emb"], axis=-1, keepdims=True) + 1e-8)

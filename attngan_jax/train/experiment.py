@@ -13,7 +13,7 @@ step and the loss. At the end the networks are exported as a model directory
 phase is not run again: a resumed run reports the same summary) and ``WORKDIR/summary.json`` is
 written.
 
-Several processes (``jax.distributed``; README, "Multi-device and multi-host"): every process runs
+Several processes (``jax.distributed``; docs/multihost.md): every process runs
 this same code. The primary process alone prepares the dataset (the others wait at a barrier, then
 prepare their own copy only if they cannot see it), writes the exports, sample grids, summaries and
 the final evaluation (which runs on its local devices); a SIGTERM/SIGINT on any process stops all of
@@ -34,9 +34,11 @@ import ml_collections as mlc
 import numpy as np
 
 from attngan_jax import config_lib, model_dir
-from attngan_jax.data import pipeline, tfds_builders
+from attngan_jax.data import negatives, pipeline, tfds_builders
 from attngan_jax.data.vocab import Vocabulary
 from attngan_jax.errors import InputError
+from attngan_jax.models import factory
+from attngan_jax.models.factory import ModelSpec
 from attngan_jax.runtime import faults, sharding
 from attngan_jax.runtime.observe import MetricWriter
 from attngan_jax.train import damsm, gan
@@ -114,19 +116,6 @@ def _steps(config, phase_cfg, n_train: int) -> tuple[int, int]:
     return total, spe
 
 
-def model_config(config) -> dict:
-    """The part of the config sampling/evaluation need to rebuild the networks."""
-    m = config.model.to_dict()
-    m.update(
-        words_num=config.data.words_num,
-        image_sizes=list(config.data.image_sizes),
-        dataset=config.data.name,
-        damsm_dropout=config.damsm.dropout,
-        dtype=config.dtype,
-    )
-    return m
-
-
 def finished_phase(workdir: str, total_steps: int) -> dict | None:
     """The figures a phase recorded when it finished ``total_steps`` and exported, else None."""
     path = os.path.join(workdir, PHASE_RECORD)
@@ -164,7 +153,7 @@ def _export(workdir: str, *writers: Callable[[], None]) -> None:
     sharding.barrier("export")
 
 
-def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
+def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> dict:
     """DAMSM pretraining; exports the encoders to ``workdir``; returns summary figures."""
     d = config.damsm
     sharding.check_batch_size(d.batch_size, mesh, "damsm.batch_size")
@@ -173,17 +162,17 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     if (record := finished_phase(workdir, total)) is not None and model_dir.has_damsm(workdir):
         log.info("damsm: finished earlier in %s (step %d)", workdir, total)
         return record
-    size = max(config.data.image_sizes)
+    size = max(spec.image_sizes)
     rng = jax.random.key(config.seed)
-    tx = damsm.optimizer_for(config, size)
-    init_fn = lambda trunk=None: damsm.init_state(config, rng, size, tx, trunk)  # noqa: E731
+    tx = damsm.optimizer_for(spec, size)
+    init_fn = lambda trunk=None: damsm.init_state(spec, rng, size, tx, trunk)  # noqa: E731
     init_args = tuple  # a random trunk ("random") or the small trunk
-    if damsm.inception_weights_path(config) is not None:
-        init_args = lambda: (damsm.load_inception_trunk(config, size),)  # noqa: E731
+    if config_lib.inception_weights_path(config) is not None:
+        init_args = lambda: (damsm.load_inception_trunk(config, spec, size),)  # noqa: E731
     tables = None
     if config.damsm.mirror_negatives:
-        tables = damsm.swap_tables(load_vocabulary(data_path).ixtoword)
-    step_fn = damsm.make_train_step(config, tx, spe, tables)
+        tables = negatives.swap_tables(load_vocabulary(data_path).ixtoword)
+    step_fn = damsm.make_train_step(config, spec, tx, spe, tables)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
     def reset_opt(epoch, state):
@@ -204,8 +193,9 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
         steps_per_epoch=spe,
         batch_size=d.batch_size,
         init_args=init_args,
+        parameters=lambda s: {"text encoder": s.params["text"], "image encoder": s.params["image"]},
     )
-    ev = evaluate_damsm(config, state, data_path, mesh)
+    ev = evaluate_damsm(config, spec, state, data_path, mesh)
     encoders = {
         "text": {"params": state.params["text"]},
         "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
@@ -214,7 +204,7 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     _export(
         workdir,
         lambda: model_dir.save_damsm(workdir, encoders),
-        lambda: model_dir.save_model_config(workdir, model_config(config)),
+        lambda: model_dir.save_spec(workdir, spec),
         lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last, **ev}
@@ -222,11 +212,11 @@ def run_damsm(config, workdir: str, data_path: str, mesh) -> dict:
     return record
 
 
-def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
+def evaluate_damsm(config, spec: ModelSpec, state, data_path: str, mesh) -> dict:
     """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode)."""
     bs = config.damsm.batch_size
     loader = make_loader(config, data_path, "test", bs, config.seed, False)
-    eval_step = jax.jit(damsm.make_eval_step(config))
+    eval_step = jax.jit(damsm.make_eval_step(config, spec))
     items = []
     for i, batch in enumerate(loader):
         if i >= config.eval.num_batches:
@@ -239,11 +229,11 @@ def evaluate_damsm(config, state, data_path: str, mesh) -> dict:
     return {f"damsm_test_{k}": v for k, v in m.items()}
 
 
-def load_encoders(config, directory: str) -> Any:
-    """DAMSM encoders of a model directory (numpy arrays), checked against this config's shapes."""
+def load_encoders(spec: ModelSpec, directory: str) -> Any:
+    """DAMSM encoders of a model directory (numpy arrays), checked against ``spec``'s shapes."""
     enc = model_dir.load_damsm(directory)
     params, _ = jax.eval_shape(
-        lambda: damsm.init_variables(config, jax.random.key(0), max(config.data.image_sizes))
+        lambda: factory.init_encoders(spec, jax.random.key(0), max(spec.image_sizes))
     )
     got_t = jax.tree_util.tree_map(np.shape, enc["text"]["params"])
     want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
@@ -255,7 +245,7 @@ def load_encoders(config, directory: str) -> Any:
     return enc  # numpy: run_loop moves it to the devices leaf by leaf (sharding.put_leafwise)
 
 
-def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
+def run_gan(config, spec: ModelSpec, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
     """AttnGAN training; exports the EMA generator to ``workdir``; returns summary figures."""
     g = config.gan
     sharding.check_batch_size(g.batch_size, mesh, "gan.batch_size")
@@ -270,11 +260,11 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         log.info("attngan: finished earlier in %s (step %d)", workdir, total)
         return record
     rng = jax.random.key(config.seed + 1)
-    init_fn = lambda enc: gan.init_state(config, rng, enc)  # noqa: E731
+    init_fn = lambda enc: gan.init_state(config, spec, rng, enc)  # noqa: E731
     vocab = load_vocabulary(data_path)
-    step_fn = gan.make_train_step(config, vocab.ixtoword)
+    step_fn = gan.make_train_step(config, spec, vocab.ixtoword)
     loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
-    hooks = [functools.partial(_sample_hook, config, workdir, data_path, vocab, mesh)]
+    hooks = [functools.partial(_sample_hook, config, spec, workdir, data_path, vocab, mesh)]
     state, last = run_loop(
         name="attngan",
         workdir=workdir,
@@ -287,7 +277,8 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
         hooks=hooks,
         batch_size=g.batch_size,
         # read (and checked against this config) first for the abstract state, before any compile
-        init_args=lambda: (load_encoders(config, damsm_dir),),
+        init_args=lambda: (load_encoders(spec, damsm_dir),),
+        parameters=lambda s: {"generator": s.g_params, "discriminators": s.d_params},
     )
     if total % config.sample_every:  # the final grid, when the last step did not draw one
         hooks[0](total, state, last, force=True)
@@ -301,7 +292,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
             workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
         ),
         lambda: model_dir.save_damsm(workdir, state.encoders),
-        lambda: model_dir.save_model_config(workdir, model_config(config)),
+        lambda: model_dir.save_spec(workdir, spec),
         lambda: vocab.save(os.path.join(workdir, "vocab.json")),
     )
     record = {"final_step": total, "final_losses": last}
@@ -310,7 +301,7 @@ def run_gan(config, workdir: str, data_path: str, mesh, damsm_dir: str) -> dict:
 
 
 def _sample_hook(
-    config, workdir, data_path, vocab, mesh, step, state, metrics, force=False
+    config, spec, workdir, data_path, vocab, mesh, step, state, metrics, force=False
 ) -> None:
     """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG.
 
@@ -320,7 +311,7 @@ def _sample_hook(
         return
     from attngan_jax.eval.sampling import render_super_image
 
-    img = render_super_image(config, state, data_path, vocab, mesh, num=8)
+    img = render_super_image(spec, state, data_path, vocab, mesh, config.data.sort_by_length, num=8)
     if not sharding.is_primary():
         return
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
@@ -344,7 +335,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     """
     config_lib.validate(config)  # a bad value fails here, naming its --config flag
     if config.phase in ("damsm", "demo"):
-        damsm.inception_weights_path(config)  # a missing weights file fails before data prep
+        config_lib.inception_weights_path(config)  # a missing weights file fails before data prep
     if sharding.maybe_initialize_distributed() and jax.default_backend() == "cpu":
         # Seen with jaxlib 0.10.2: a process that read the step from the persistent cache and
         # one that compiled it ran mismatched gloo collectives and both hung at the first step.
@@ -356,9 +347,7 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh()
     data_path = prepare_data(config)
-    vocab = load_vocabulary(data_path)
-    with config.unlocked():
-        config.model.vocab_size = len(vocab)
+    spec = ModelSpec.from_config(config, vocab_size=len(load_vocabulary(data_path)))
     if primary:
         _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
     summary: dict[str, Any] = {
@@ -368,13 +357,13 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     }
     if config.phase in ("damsm", "demo"):
         damsm_dir = workdir if config.phase == "damsm" else os.path.join(workdir, "damsm")
-        summary["damsm"] = run_damsm(config, damsm_dir, data_path, mesh)
+        summary["damsm"] = run_damsm(config, spec, damsm_dir, data_path, mesh)
     if config.phase in ("attngan", "demo"):
         gan_dir = workdir if config.phase == "attngan" else os.path.join(workdir, "attngan")
         damsm_dir = config.gan.damsm_checkpoint or (
             os.path.join(workdir, "damsm") if config.phase == "demo" else ""
         )
-        record = run_gan(config, gan_dir, data_path, mesh, damsm_dir)
+        record = run_gan(config, spec, gan_dir, data_path, mesh, damsm_dir)
         summary["attngan"] = {k: v for k, v in record.items() if k != "evaluation"}
         if "evaluation" not in record:
             record["evaluation"] = _final_evaluation(config, gan_dir, data_path)

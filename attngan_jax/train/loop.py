@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
+from clu import parameter_overview
 
 from attngan_jax.runtime import faults, sharding
 from attngan_jax.runtime.host_memory import release_freed_host_memory
@@ -28,6 +29,7 @@ from attngan_jax.runtime.observe import MetricWriter, check_finite, progress
 from attngan_jax.train.checkpoint import Checkpointer, install_preemption_handler
 
 log = logging.getLogger(__name__)
+
 
 class Preempted(RuntimeError):
     """Raised after a SIGTERM/SIGINT checkpoint so the caller stops without an export.
@@ -40,7 +42,6 @@ class Preempted(RuntimeError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.signum = signum
-
 
 
 def _loader_state_from_json(state: Any) -> Any:
@@ -137,6 +138,7 @@ def run_loop(
     steps_per_epoch: int = 0,
     batch_size: int = 1,
     init_args: Callable[[], tuple] = tuple,
+    parameters: Callable[[Any], dict] | None = None,
 ) -> tuple[Any, dict[str, float]]:
     """Runs ``state, metrics = step_fn(state, batch)`` from the last checkpoint to ``total_steps``.
 
@@ -159,6 +161,9 @@ def run_loop(
             frozen encoders), passed as donated arguments rather than closed over, which would
             embed them in the compiled initialiser as constants. Called once for the abstract
             state and once more when no checkpoint is restored; nothing holds the result after.
+        parameters: ``state -> {network name: parameters}``; their overview (name, shape, size of
+            every leaf: ``clu.parameter_overview``) is logged and written to
+            ``workdir/parameters.txt`` when the phase starts.
 
     Returns:
         ``(final state, last host metrics)``.
@@ -214,6 +219,8 @@ def run_loop(
         state = jax.jit(lambda *a: init_fn(*a), out_shardings=repl, donate_argnums=donate)(*args)
         del args
     release_freed_host_memory()  # what the initialiser's compile or the restore freed
+    if parameters is not None:
+        _write_parameter_overview(name, workdir, parameters(state))
     writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     flag = install_preemption_handler()
     t_last, n_last = time.time(), start
@@ -271,3 +278,18 @@ def run_loop(
         trace.close()
     writer.close()
     return state, host_metrics
+
+
+def _write_parameter_overview(name: str, workdir: str, params: dict) -> None:
+    """Logs the networks' parameter table and writes it to ``workdir/parameters.txt`` (primary)."""
+    text = "\n".join(
+        f"{net}: {parameter_overview.count_parameters(p):,} parameters\n"
+        + parameter_overview.get_parameter_overview(p, include_stats=False)
+        for net, p in params.items()
+    )
+    log.info("%s networks:\n%s", name, text)
+    if sharding.is_primary():
+        path = os.path.join(workdir, "parameters.txt")
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)

@@ -10,11 +10,13 @@ import pytest
 from eval_fixtures import make_model_dir, random_inception_npz  # noqa: E402
 from PIL import Image
 
+from attngan_jax import model_dir  # noqa: E402
 from attngan_jax.data import pipeline, tfds_builders  # noqa: E402
 from attngan_jax.data.text import DataError  # noqa: E402
 from attngan_jax.data.vocab import Vocabulary  # noqa: E402
-from attngan_jax.eval import evaluators, sampling
+from attngan_jax.eval import evaluators, sampling  # noqa: E402
 from attngan_jax.eval import run as eval_run  # noqa: E402
+from attngan_jax.metrics import fid as fid_lib  # noqa: E402
 from attngan_jax.metrics import networks  # noqa: E402
 
 
@@ -66,7 +68,7 @@ def test_caption_without_known_word_is_an_error_naming_it(shapes, tmp_path):
         eval_run.sample(model, ["a red circle", "qwerty zxcv"], str(tmp_path / "o"))
     assert not (tmp_path / "o").exists()  # fails before writing anything
     with pytest.raises(FileNotFoundError, match="not a model directory"):
-        eval_run.resolve_model_dir(str(tmp_path))
+        model_dir.resolve(str(tmp_path))
 
 
 def test_noise_is_per_item():
@@ -101,16 +103,16 @@ def test_fast_frechet_matches():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((50, 8)), rng.standard_normal((40, 8)) + 0.3
     args = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
-    assert _fast_frechet(*args) == pytest.approx(evaluators.fid_lib.frechet_distance(*args))
+    assert _fast_frechet(*args) == pytest.approx(fid_lib.frechet_distance(*args))
 
 
 def test_metrics_json_and_all(shapes, tmp_path_factory, monkeypatch):
     root, data, model, vocab = shapes
-    monkeypatch.setattr(evaluators.fid_lib, "frechet_distance", _fast_frechet)
+    monkeypatch.setattr(fid_lib, "frechet_distance", _fast_frechet)
     inc = random_inception_npz(str(tmp_path_factory.mktemp("w") / "inception_v3.npz"))
     out = evaluators.evaluate(model, data_dir=data, num_images=20, batch_size=10, seed=1,
                                 inception=inc)  # fmt: skip
-    path = eval_run.metrics_path(model, "ema")
+    path = evaluators.metrics_path(model, "ema")
     assert json.load(open(path)) == json.loads(json.dumps(out, default=float))
     m = out["metrics"]
     assert out["num_images"] == 20 and out["skipped"] == {}

@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import pytest
+from specs import spec_of
 
 from attngan_jax import config_lib
 from attngan_jax.convert.common import ConversionError
@@ -22,7 +23,6 @@ def torchvision_npz(parity_dir, tmp_path_factory):
 
 def damsm_config(weights=""):
     c = config_lib.birds("damsm", "full")
-    c.model.vocab_size = 40
     c.damsm.inception_weights = weights
     return c
 
@@ -30,8 +30,8 @@ def damsm_config(weights=""):
 def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
     path, weights = torchvision_npz
     config = damsm_config(path)
-    tx = damsm.optimizer_for(config, 299)
-    trunk = damsm.load_inception_trunk(config, 299)
+    tx = damsm.optimizer_for(spec_of(config), 299)
+    trunk = damsm.load_inception_trunk(config, spec_of(config), 299)
     inception = trunk["params"]["inception"]
     np.testing.assert_array_equal(  # torch (O, I, kh, kw) -> Flax (kh, kw, I, O)
         inception["Mixed_7c"]["branch3x3dbl_3b"]["conv"]["kernel"],
@@ -47,9 +47,9 @@ def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
     # The state built on it has the random state's tree and shapes (the abstract target of
     # compiling and restoring); the values are checked end to end below.
     shapes = lambda t: jax.tree.map(lambda a: a.shape, t)  # noqa: E731
-    random = jax.eval_shape(lambda: damsm.init_state(config, jax.random.key(0), 299, tx))
+    random = jax.eval_shape(lambda: damsm.init_state(spec_of(config), jax.random.key(0), 299, tx))
     loaded = jax.eval_shape(
-        lambda t: damsm.init_state(config, jax.random.key(0), 299, tx, t), trunk
+        lambda t: damsm.init_state(spec_of(config), jax.random.key(0), 299, tx, t), trunk
     )
     assert jax.tree_util.tree_structure(random) == jax.tree_util.tree_structure(loaded)
     assert shapes(random) == shapes(loaded)
@@ -57,14 +57,14 @@ def test_trunk_weights_are_read_into_the_state_tree(torchvision_npz):
 
 def test_weights_setting_is_checked_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--config.damsm.inception_weights=PATH"):
-        damsm.inception_weights_path(damsm_config(""))
+        config_lib.inception_weights_path(damsm_config(""))
     missing = str(tmp_path / "nope.pth")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        damsm.inception_weights_path(damsm_config(missing))
-    assert damsm.inception_weights_path(damsm_config("random")) is None
+        config_lib.inception_weights_path(damsm_config(missing))
+    assert config_lib.inception_weights_path(damsm_config("random")) is None
     small = damsm_config("")
     small.model.image_trunk = "small"
-    assert damsm.inception_weights_path(small) is None
+    assert config_lib.inception_weights_path(small) is None
     # train_and_evaluate refuses before preparing data (manual_dir does not exist).
     config = damsm_config("")
     config.data.data_dir = str(tmp_path / "data")
@@ -78,8 +78,9 @@ def test_wrong_weights_file_names_the_keys(parity_dir, tmp_path):
     _, arrays = load_case(parity_dir, "b_cnn_encoder")  # the original's CNN_ENCODER: has heads
     path = tmp_path / "image_encoder.npz"
     np.savez(path, **{k: np.asarray(v) for k, v in split_arrays(arrays)[0].items()})
+    config = damsm_config(str(path))
     with pytest.raises(ConversionError, match="emb_features"):
-        damsm.load_inception_trunk(damsm_config(str(path)), 299)
+        damsm.load_inception_trunk(config, spec_of(config), 299)
 
 
 def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
@@ -94,7 +95,7 @@ def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
     config.checkpoint_every = 1
     summary = experiment.train_and_evaluate(config, str(tmp_path / "run"))
     assert summary["final_step"] == 1
-    exported = experiment.load_encoders(config, str(tmp_path / "run"))["image"]
+    exported = experiment.load_encoders(spec_of(config), str(tmp_path / "run"))["image"]
     np.testing.assert_array_equal(
         exported["params"]["inception"]["Mixed_5b"]["branch5x5_2"]["conv"]["kernel"],
         weights["Mixed_5b.branch5x5_2.conv.weight"].transpose(2, 3, 1, 0),
@@ -109,8 +110,8 @@ def test_damsm_step_passes_the_frozen_trunk_through():
     rewrote the whole trunk every step (and XLA copied each kernel first for its readers).
     """
     config = damsm_config("random")
-    tx = damsm.optimizer_for(config, 299)
-    state = jax.eval_shape(lambda: damsm.init_state(config, jax.random.key(0), 299, tx))
+    tx = damsm.optimizer_for(spec_of(config), 299)
+    state = jax.eval_shape(lambda: damsm.init_state(spec_of(config), jax.random.key(0), 299, tx))
     b, words = 2, config.data.words_num
     batch = {
         "captions": jax.ShapeDtypeStruct((b, words), np.int32),
@@ -121,7 +122,7 @@ def test_damsm_step_passes_the_frozen_trunk_through():
             for s in config.data.image_sizes
         },
     }
-    step = damsm.make_train_step(config, tx, steps_per_epoch=10)
+    step = damsm.make_train_step(config, spec_of(config), tx, steps_per_epoch=10)
     jaxpr = jax.make_jaxpr(step)(state, batch).jaxpr
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(state)[0]]
     n_trunk = 0

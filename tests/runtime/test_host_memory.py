@@ -55,7 +55,7 @@ def test_reexec_execs_the_same_command_with_the_tunables(monkeypatch):
 def test_reexec_restarts_the_process_once_with_the_tunables():
     code = (
         "import os, sys; print('start', flush=True);"
-        "from attngan_jax import host_memory; host_memory.reexec_with_malloc_tunables();"
+        "from attngan_jax.runtime import host_memory; host_memory.reexec_with_malloc_tunables();"
         "print(os.environ['GLIBC_TUNABLES'], os.environ['ATTNGAN_MALLOC_TUNED'], sys.argv[1:])"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ATTNGAN_MALLOC", "GLIBC_TUN"))}

@@ -1,6 +1,5 @@
 """Training: steps learn, resume is exact, sharding is invisible, preemption and corruption are safe."""
 
-import functools
 import os
 import signal
 import subprocess
@@ -12,8 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from paths import REPO
+from specs import spec_of
 
-from attngan_jax import config_lib
+from attngan_jax import config_lib, losses
+from attngan_jax.data import negatives
+from attngan_jax.models import factory
 from attngan_jax.parity import load_case, split_arrays
 from attngan_jax.runtime import sharding
 from attngan_jax.train import damsm, experiment, gan, loop
@@ -31,8 +33,7 @@ def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
     config = tiny_config(d)
     path = experiment.prepare_data(config)
-    with config.unlocked():
-        config.model.vocab_size = len(experiment.load_vocabulary(path))
+    assert len(experiment.load_vocabulary(path)) == spec_of(config).vocab_size  # spec_of's default
     return config, path
 
 
@@ -48,9 +49,9 @@ def first_batch(config, path, batch_size):
 def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
     config, path = prepared
     size = max(config.data.image_sizes)
-    tx = damsm.optimizer_for(config, size)
-    state = damsm.init_state(config, jax.random.key(0), size, tx)
-    step = jax.jit(damsm.make_train_step(config, tx, steps_per_epoch=100))
+    tx = damsm.optimizer_for(spec_of(config), size)
+    state = damsm.init_state(spec_of(config), jax.random.key(0), size, tx)
+    step = jax.jit(damsm.make_train_step(config, spec_of(config), tx, steps_per_epoch=100))
     batch = first_batch(config, path, config.damsm.batch_size)
     losses = []
     for _ in range(8):
@@ -62,7 +63,7 @@ def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
 
 def _encoders(config, key=1):
     size = max(config.data.image_sizes)
-    params, stats = damsm.init_variables(config, jax.random.key(key), size)
+    params, stats = factory.init_encoders(spec_of(config), jax.random.key(key), size)
     return {
         "text": {"params": params["text"]},
         "image": {"params": params["image"], "batch_stats": stats},
@@ -71,8 +72,8 @@ def _encoders(config, key=1):
 
 def test_gan_step_lowers_losses_on_fixed_batch(prepared):
     config, path = prepared
-    state = gan.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan.make_train_step(config, _words(path)), donate_argnums=(0,))
+    state = gan.init_state(config, spec_of(config), jax.random.key(0), _encoders(config))
+    step = jax.jit(gan.make_train_step(config, spec_of(config), _words(path)), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
     hist = []
     for _ in range(10):
@@ -103,22 +104,22 @@ def test_gan_step_with_mirrored_captions(prepared, recolour):
         config.data.image_sizes = (32, 64)
         config.model.base_size = 32
     ixtoword = _words(path)
-    tables, colour_ids = damsm.swap_tables(ixtoword), damsm.colour_word_ids(ixtoword)
+    tables, colour_ids = negatives.swap_tables(ixtoword), negatives.colour_word_ids(ixtoword)
     if recolour:
         with pytest.raises(ValueError, match="turn on at least one"):
-            gan.make_train_step(config, ixtoword)
+            gan.make_train_step(config, spec_of(config), ixtoword)
     with config.unlocked():
         config.gan.mirror_negatives_d = True
         config.gan.mirror_negatives_g = True
     with pytest.raises(ValueError, match="need the vocabulary"):
-        gan.make_train_step(config)
-    state = gan.init_state(config, jax.random.key(0), _encoders(config))
-    step = jax.jit(gan.make_train_step(config, ixtoword), donate_argnums=(0,))
+        gan.make_train_step(config, spec_of(config))
+    state = gan.init_state(config, spec_of(config), jax.random.key(0), _encoders(config))
+    step = jax.jit(gan.make_train_step(config, spec_of(config), ixtoword), donate_argnums=(0,))
     batch = first_batch(config, path, config.gan.batch_size)
-    mirrored, _, changed = damsm.mirror_captions(batch["captions"], tables)
+    mirrored, _, changed = negatives.mirror_captions(batch["captions"], tables)
     assert bool(jnp.any(changed)), "the tiny batch should hold a caption with a position word"
     if recolour:
-        _, renamed = damsm.recolour_captions(batch["captions"], colour_ids, jax.random.key(0))
+        _, renamed = negatives.recolour_captions(batch["captions"], colour_ids, jax.random.key(0))
         assert bool(jnp.any(renamed)), "the tiny batch should hold a two-colour caption"
     hist = []
     for _ in range(10):
@@ -143,8 +144,8 @@ def test_gan_class_masking_switch(prepared):
             c.gan.class_masking = masking
             # Hard captions are an extra, never-masked negative column: off here.
             c.gan.mirror_negatives_d = c.gan.mirror_negatives_g = c.gan.recolour_negatives = False
-        state = gan.init_state(c, jax.random.key(0), _encoders(c))
-        _, m = jax.jit(gan.make_train_step(c, _words(path)))(state, batch)
+        state = gan.init_state(c, spec_of(c), jax.random.key(0), _encoders(c))
+        _, m = jax.jit(gan.make_train_step(c, spec_of(c), _words(path)))(state, batch)
         out[masking] = float(m["s_loss"])
     assert out[True] == pytest.approx(0.0, abs=1e-6) and out[False] > 0.1, out
 
@@ -153,7 +154,7 @@ def _run_gan(config, workdir, damsm_dir, path, steps):
     with config.unlocked():
         config.gan.num_steps = steps
     mesh = sharding.make_mesh()
-    experiment.run_gan(config, workdir, path, mesh, damsm_dir)
+    experiment.run_gan(config, spec_of(config), workdir, path, mesh, damsm_dir)
     from attngan_jax import model_dir
 
     return model_dir.load_generator(workdir, raw=True), model_dir.load_generator(workdir)
@@ -185,9 +186,9 @@ def test_sigterm_saves_and_resume_continues(prepared, tmp_path):
         config.checkpoint_every = 1000
     mesh = sharding.make_mesh()
     size = max(config.data.image_sizes)
-    tx = damsm.optimizer_for(config, size)
-    init = lambda: damsm.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
-    step_fn = damsm.make_train_step(config, tx, 100)
+    tx = damsm.optimizer_for(spec_of(config), size)
+    init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
+    step_fn = damsm.make_train_step(config, spec_of(config), tx, 100)
 
     def kill_at_3(step, state, metrics):
         if step == 3:
@@ -224,15 +225,15 @@ def test_corrupted_latest_checkpoint_falls_back(prepared, tmp_path, caplog):
         config.checkpoint_every = 2
     mesh = sharding.make_mesh()
     size = max(config.data.image_sizes)
-    tx = damsm.optimizer_for(config, size)
-    init = lambda: damsm.init_state(config, jax.random.key(0), size, tx)  # noqa: E731
+    tx = damsm.optimizer_for(spec_of(config), size)
+    init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
     kwargs = dict(
         name="t",
         workdir=str(tmp_path),
         config=config,
         mesh=mesh,
         init_fn=init,
-        step_fn=damsm.make_train_step(config, tx, 100),
+        step_fn=damsm.make_train_step(config, spec_of(config), tx, 100),
     )
     loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     loop.run_loop(loader=loader, total_steps=4, **kwargs)
@@ -260,15 +261,17 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         import attngan_jax, jax, jax.numpy as jnp, numpy as np, json
         jax.config.update("jax_default_matmul_precision", "highest")
         import ml_collections as mlc
-        from attngan_jax.train import gan, damsm, experiment
+        from attngan_jax.models import factory
+        from attngan_jax.train import gan, experiment
         from attngan_jax.runtime import sharding
         config = mlc.ConfigDict(json.loads({config.to_json()!r}))
         # Adam turns float-rounding differences of near-zero gradients into updates of up to
         # ~lr: compare at the original's 2e-4 (the shapes demo trains at 6e-4).
         config.gan.g_lr = config.gan.d_lr = 2e-4
+        spec = factory.ModelSpec.from_config(config, len(experiment.load_vocabulary({path!r})))
         assert len(jax.devices()) == 4
         size = max(config.data.image_sizes)
-        params, stats = damsm.init_variables(config, jax.random.key(1), size)
+        params, stats = factory.init_encoders(spec, jax.random.key(1), size)
         enc = {{"text": {{"params": params["text"]}}, "image": {{"params": params["image"], "batch_stats": stats}}}}
         loader = experiment.make_loader(config, {path!r}, "train", config.gan.batch_size, 0, True)
         host = next(iter(loader))
@@ -277,8 +280,8 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         for devs in (jax.devices()[:1], jax.devices()):
             mesh = sharding.make_mesh(devs)
             repl = sharding.replicated(mesh)
-            state = jax.jit(lambda: gan.init_state(config, jax.random.key(0), enc), out_shardings=repl)()
-            step = jax.jit(gan.make_train_step(config, vocab.ixtoword))
+            state = jax.jit(lambda: gan.init_state(config, spec, jax.random.key(0), enc), out_shardings=repl)()
+            step = jax.jit(gan.make_train_step(config, spec, vocab.ixtoword))
             batch = sharding.to_global(host, mesh)
             assert len(batch["captions"].sharding.device_set) == len(devs)
             for _ in range(2):
@@ -311,7 +314,7 @@ def test_train_py_reports_preemption_without_traceback(tmp_path):
         spec.loader.exec_module(train)  # not __main__: no re-exec, no app.run
 
         def preempted(config, workdir):
-            raise train.experiment.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
+            raise train.loop.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
 
         train.experiment.train_and_evaluate = preempted
         flags.FLAGS(["train.py", "--config={os.path.join(REPO, "configs", "shapes.py")}:tiny",
@@ -334,7 +337,7 @@ def test_train_py_reports_preemption_without_traceback(tmp_path):
 
 
 def test_generator_loss_matches_reference_fixture(parity_dir):
-    """``gan.generator_loss`` (the G loss the step optimises) equals ``e_gan_losses``."""
+    """``losses.generator_loss`` (the G loss the step optimises) equals ``e_gan_losses``."""
     from attngan_jax.convert.discriminator import convert_discriminator
     from attngan_jax.convert.inception import convert_image_encoder
     from attngan_jax.convert.torch_io import load_state_dict
@@ -354,7 +357,7 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
             cc["GAMMA2"],
             cc["GAMMA3"],
         )
-    discs = gan.build_discriminators(config)
+    discs = factory.discriminators(spec_of(config))
     d_params, d_stats = {}, {}
     for name, d in discs.items():
         v = convert_discriminator(weights, d, source="e_gan_losses", prefix=f"netsD.{name[1:]}.")
@@ -364,7 +367,13 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
     image_vars = convert_image_encoder(enc_sd, image, source="b_cnn_encoder")
     fakes = tuple(jnp.asarray(nhwc(inputs[f"fake_imgs_{s}"])) for s in (64, 128, 256))
     words = jnp.asarray(inputs["words_embs"]).transpose(0, 2, 1)
-    loss = jax.jit(functools.partial(gan.generator_loss, config, discs, image))
+    g = config.gan
+    weights_of_loss = dict(gamma1=g.gamma1, gamma2=g.gamma2, gamma3=g.gamma3, lam=g.lam)
+    loss = jax.jit(
+        lambda dp, ds, iv, *rest: losses.generator_loss(
+            discs, dp, ds, image, iv, *rest, **weights_of_loss
+        )
+    )
     with jax.default_matmul_precision("highest"):  # weights as arguments, not HLO constants
         total, (parts, _) = loss(
             d_params,
@@ -385,10 +394,10 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
 
 def test_mirrored_negatives_flip_and_swap():
     words = ["<end>", "a", "red", "circle", "left", "right", "top", "bottom"]
-    tables = damsm.swap_tables(words)
+    tables = negatives.swap_tables(words)
     caps = jnp.array([[1, 2, 3, 4], [1, 2, 3, 6], [1, 2, 3, 0]], jnp.int32)  # left / top / none
     img = jnp.arange(3 * 4 * 4 * 3, dtype=jnp.float32).reshape(3, 4, 4, 3)
-    out = damsm.add_mirrored_negatives(
+    out = negatives.add_mirrored_negatives(
         {"image_4": img, "captions": caps, "cap_lens": jnp.array([4, 4, 3])}, "image_4", tables
     )
     np.testing.assert_array_equal(out["captions"][3:], [[1, 2, 3, 5], [1, 2, 3, 7], [1, 2, 3, 0]])
@@ -400,7 +409,7 @@ def test_mirrored_negatives_flip_and_swap():
 
 def test_recolour_captions_renames_the_second_colour():
     words = ["<end>", "a", "red", "blue", "green", "circle", "and", "the", "one", "above"]
-    colour_ids = damsm.colour_word_ids(words)
+    colour_ids = negatives.colour_word_ids(words)
     np.testing.assert_array_equal(colour_ids, [2, 4, 3])  # in COLOUR_WORDS order
     caps = jnp.array(
         [
@@ -411,7 +420,7 @@ def test_recolour_captions_renames_the_second_colour():
         jnp.int32,
     )
     for seed in range(5):
-        out, changed = damsm.recolour_captions(caps, colour_ids, jax.random.key(seed))
+        out, changed = negatives.recolour_captions(caps, colour_ids, jax.random.key(seed))
         np.testing.assert_array_equal(changed, [True, True, False])
         # Every "blue" (the last-named colour) becomes the one colour not named: green.
         np.testing.assert_array_equal(out[0], [1, 2, 5, 9, 1, 4, 5, 0])

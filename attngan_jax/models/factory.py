@@ -1,0 +1,281 @@
+"""The one place that builds and initialises the networks: :class:`ModelSpec` <-> ``model.json``.
+
+Training, sampling, evaluation and the converters all build the text encoder, the image encoder,
+the generator and the discriminators through the functions here, from a :class:`ModelSpec`: the
+widths of every network plus the dataset facts they depend on (vocabulary size, words per caption,
+image sizes). A spec comes from an experiment config (:meth:`ModelSpec.from_config`, with the
+vocabulary size as an argument: it is a property of the prepared dataset, not of the config) or
+from a model directory's ``model.json`` (:meth:`ModelSpec.from_json`), and :meth:`ModelSpec.to_json`
+writes that file, so what a run exports is exactly what sampling rebuilds.
+
+Usage::
+
+    spec = ModelSpec.from_config(config, vocab_size=len(vocab))
+    gen = factory.generator(spec)
+    g_vars = factory.init_generator(spec, jax.random.key(0))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from attngan_jax.errors import InputError
+from attngan_jax.models.discriminator import Discriminator, init_discriminator
+from attngan_jax.models.generator import Generator, perturb_batchnorm_scales
+from attngan_jax.models.image_encoder import CNNEncoder
+from attngan_jax.models.text_encoder import RNNEncoder
+from attngan_jax.types import PRNGKey, PyTree
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything the network builders read. Field names are ``model.json``'s keys.
+
+    Attributes:
+        dataset: the dataset the model was trained on (``birds``, ``coco``, ``custom``, ``shapes``).
+        words_num: words per caption the networks are built and sampled for (``TEXT.WORDS_NUM``).
+        image_sizes: size of every generator stage's image, e.g. ``(64, 128, 256)``.
+        vocab_size: words in the vocabulary, padding id 0 included.
+        embed_dim: word embedding size of the text encoder.
+        emb_dim: ``EMBEDDING_DIM`` (nef): text hidden size = image feature size.
+        image_trunk: the DAMSM image encoder's trunk, ``"inception"`` or ``"small"``.
+        small_trunk_width: first width of the small trunk (doubling per block).
+        small_trunk_spatial: the small trunk's global code is the flattened map, not the mean.
+        align_corners: bilinear resize convention of the image encoder (True = PyTorch 0.3).
+        gf_dim, df_dim: ``GF_DIM`` / ``DF_DIM``, generator / discriminator widths.
+        z_dim: noise size; condition_dim: conditioning-augmentation size (``CONDITION_DIM``).
+        r_num: residual blocks per refinement stage (``R_NUM``).
+        num_stages: generator stages (``BRANCH_NUM``).
+        base_size: first stage's resolution.
+        dcgan: the AttnDCGAN variant (``B_DCGAN``).
+        faithful_mask: the original's misaligned attention mask (reference §16.1).
+        damsm_dropout: dropout on the word embeddings while the text encoder trains.
+        dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters are float32).
+    """
+
+    dataset: str
+    words_num: int
+    image_sizes: tuple[int, ...]
+    vocab_size: int
+    embed_dim: int = 300
+    emb_dim: int = 256
+    image_trunk: str = "inception"
+    small_trunk_width: int = 32
+    small_trunk_spatial: bool = False
+    align_corners: bool = True
+    gf_dim: int = 32
+    df_dim: int = 64
+    z_dim: int = 100
+    condition_dim: int = 100
+    r_num: int = 2
+    num_stages: int = 3
+    base_size: int = 64
+    dcgan: bool = False
+    faithful_mask: bool = True
+    damsm_dropout: float = 0.5
+    dtype: str = "float32"
+
+    # Keys every model.json has had; the others were added later and default as above.
+    REQUIRED = (
+        "words_num", "image_sizes", "dataset", "vocab_size", "embed_dim", "emb_dim", "image_trunk",
+        "align_corners", "small_trunk_width", "gf_dim", "z_dim", "condition_dim", "r_num",
+        "num_stages", "base_size", "dcgan", "faithful_mask",
+    )  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config, vocab_size: int) -> ModelSpec:
+        """The spec of an experiment config (``config.model``, ``config.data``, ``config.dtype``).
+
+        Args:
+            config: an experiment config (``attngan_jax.config_lib``).
+            vocab_size: the prepared dataset's vocabulary size (``len(Vocabulary)``).
+        """
+        m = config.model
+        return cls(
+            dataset=config.data.name,
+            words_num=int(config.data.words_num),
+            image_sizes=tuple(int(s) for s in config.data.image_sizes),
+            vocab_size=int(vocab_size),
+            embed_dim=m.embed_dim,
+            emb_dim=m.emb_dim,
+            image_trunk=m.image_trunk,
+            small_trunk_width=m.small_trunk_width,
+            small_trunk_spatial=m.small_trunk_spatial,
+            align_corners=m.align_corners,
+            gf_dim=m.gf_dim,
+            df_dim=m.df_dim,
+            z_dim=m.z_dim,
+            condition_dim=m.condition_dim,
+            r_num=m.r_num,
+            num_stages=m.num_stages,
+            base_size=m.base_size,
+            dcgan=m.dcgan,
+            faithful_mask=m.faithful_mask,
+            damsm_dropout=config.damsm.dropout,
+            dtype=config.dtype,
+        )
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], source: str = "model.json") -> ModelSpec:
+        """The spec of a ``model.json`` dict; keys that are not fields (e.g. ``source``) are ignored.
+
+        Raises:
+            InputError: a required key is missing or a value has the wrong type (``source``
+                names the file in the message).
+        """
+        missing = [k for k in cls.REQUIRED if k not in d]
+        if missing:
+            raise InputError(
+                f"{source}: lacks the key(s) {missing}; the file was edited or written by another "
+                "program: re-export the model directory (train.py writes it at the end of a "
+                "phase, python -m attngan_jax.convert.release for the original weights)"
+            )
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            v = d[f.name]
+            if f.name == "image_sizes":
+                v = tuple(int(s) for s in v)
+            kwargs[f.name] = v
+        try:
+            spec = cls(**kwargs)
+            spec.check()
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{source}: {e}; re-export the model directory") from None
+        return spec
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``model.json`` dict (JSON types only)."""
+        d = dataclasses.asdict(self)
+        d["image_sizes"] = list(self.image_sizes)
+        return d
+
+    def check(self) -> None:
+        """Raises ValueError where fields contradict each other."""
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not one of {sorted(DTYPES)}")
+        if list(self.image_sizes) != self.stage_sizes:
+            raise ValueError(
+                f"image_sizes {list(self.image_sizes)} differ from base_size * 2**i for "
+                f"{self.num_stages} stages ({self.stage_sizes})"
+            )
+
+    @property
+    def stage_sizes(self) -> list[int]:
+        """Output size of each generator stage (``base_size * 2**i``)."""
+        return [self.base_size * 2**i for i in range(self.num_stages)]
+
+    @property
+    def compute_dtype(self):
+        """The jnp dtype of :attr:`dtype`."""
+        return DTYPES[self.dtype]
+
+
+# ----------------------------------------------------------------------------- DAMSM encoders
+def text_encoder(spec: ModelSpec) -> RNNEncoder:
+    """The DAMSM text encoder (bi-LSTM, ``RNN_ENCODER``)."""
+    return RNNEncoder(
+        vocab_size=spec.vocab_size,
+        embed_dim=spec.embed_dim,
+        hidden_dim=spec.emb_dim,
+        dropout_rate=spec.damsm_dropout,
+        dtype=spec.compute_dtype,
+    )
+
+
+def image_encoder(spec: ModelSpec) -> CNNEncoder:
+    """The DAMSM image encoder (``CNN_ENCODER``: Inception-v3 or the small trunk, two heads)."""
+    w = spec.small_trunk_width
+    return CNNEncoder(
+        nef=spec.emb_dim,
+        trunk=spec.image_trunk,
+        align_corners=spec.align_corners,
+        small_widths=(w, 2 * w, 4 * w, 8 * w),
+        small_spatial_global=spec.small_trunk_spatial,
+        dtype=spec.compute_dtype,
+    )
+
+
+def init_encoders(spec: ModelSpec, rng: PRNGKey, image_size: int) -> tuple[PyTree, PyTree]:
+    """Random ``(params {"text", "image"}, image batch_stats)`` of the two DAMSM encoders.
+
+    Args:
+        spec: the model spec.
+        rng: key of the initialisation.
+        image_size: the image encoder's input size (the largest stage's).
+    """
+    k_text, k_img = jax.random.split(rng)
+    length = spec.words_num
+    caps = jnp.ones((2, length), jnp.int32)
+    lens = jnp.full((2,), length, jnp.int32)
+    tv = text_encoder(spec).init({"params": k_text, "dropout": k_text}, caps, lens, train=False)
+    iv = image_encoder(spec).init(k_img, jnp.zeros((2, image_size, image_size, 3)), train=False)
+    return {"text": tv["params"], "image": iv["params"]}, iv.get("batch_stats", {})
+
+
+# ----------------------------------------------------------------------------- GAN
+def generator(spec: ModelSpec) -> Generator:
+    """The generator (``G_NET``, or ``G_DCGAN`` with ``spec.dcgan``)."""
+    return Generator(
+        gf_dim=spec.gf_dim,
+        emb_dim=spec.emb_dim,
+        z_dim=spec.z_dim,
+        condition_dim=spec.condition_dim,
+        r_num=spec.r_num,
+        num_stages=spec.num_stages,
+        base_size=spec.base_size,
+        dcgan=spec.dcgan,
+        faithful_mask=spec.faithful_mask,
+        dtype=spec.compute_dtype,
+    )
+
+
+def discriminators(spec: ModelSpec) -> dict[str, Discriminator]:
+    """``{"d<i>": Discriminator}`` for every discriminated stage (only the last for AttnDCGAN)."""
+    sizes = spec.stage_sizes
+    ds = {}
+    for i, s in enumerate(sizes):
+        if spec.dcgan and i < len(sizes) - 1:
+            continue
+        ds[f"d{i}"] = Discriminator(
+            df_dim=spec.df_dim,
+            emb_dim=spec.emb_dim,
+            image_size=s,
+            uncond=not spec.dcgan,
+            dtype=spec.compute_dtype,
+        )
+    return ds
+
+
+def init_generator(spec: ModelSpec, rng: PRNGKey) -> PyTree:
+    """The original's ``weights_init`` for G: orthogonal convs/linears, BN scales ~ N(1, 0.02).
+
+    Returns:
+        ``{"params", "batch_stats"}``.
+    """
+    gen = generator(spec)
+    k_init, k_bn, k_ca = jax.random.split(rng, 3)
+    b = 2
+    z = jnp.zeros((b, gen.z_dim))
+    sent = jnp.zeros((b, gen.emb_dim))
+    words = jnp.zeros((b, spec.words_num, gen.emb_dim))
+    mask = jnp.zeros((b, spec.words_num), bool)
+    v = gen.init({"params": k_init, "ca": k_ca}, z, sent, words, mask, train=False)
+    return {"params": perturb_batchnorm_scales(v["params"], k_bn), "batch_stats": v["batch_stats"]}
+
+
+def init_discriminators(spec: ModelSpec, rng: PRNGKey) -> tuple[PyTree, PyTree]:
+    """``(params, batch_stats)``, each a dict over :func:`discriminators`' names."""
+    params, stats = {}, {}
+    for i, (name, d) in enumerate(discriminators(spec).items()):
+        v = init_discriminator(d, jax.random.fold_in(rng, i))
+        params[name], stats[name] = v["params"], v["batch_stats"]
+    return params, stats

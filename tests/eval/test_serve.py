@@ -1,0 +1,175 @@
+"""The local page's JSON endpoint (attngan_jax.eval.serve): valid, OOV, empty, malformed, oversized."""
+
+import base64
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from eval_fixtures import make_model_dir
+from PIL import Image
+
+from attngan_jax.data.shapes import IXTOWORD
+from attngan_jax.data.vocab import Vocabulary
+from attngan_jax.eval import run as eval_run
+from attngan_jax.eval import sampling, serve
+from attngan_jax.visualize import to_uint8
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = make_model_dir(str(tmp_path_factory.mktemp("model")), Vocabulary(list(IXTOWORD)))
+    srv = serve.make_server(d, port=0)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield srv, d
+    srv.shutdown()
+    srv.server_close()
+
+
+def _url(srv, path):
+    h, p = srv.server_address[:2]
+    return f"http://{h}:{p}{path}"
+
+
+def post(srv, body, raw: bytes | None = None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        _url(srv, "/api/generate"), data=data, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def png(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+
+
+def test_valid_request_gives_every_stage_and_attention(server):
+    srv, d = server
+    status, out = post(srv, {"caption": "a red circle on the left", "seed": 3, "num_samples": 2})
+    assert status == 200, out
+    spec = sampling.load_model(d).spec
+    assert out["stages"] == list(spec.image_sizes) and out["seed"] == 3
+    (r,) = out["results"]
+    assert r["words"] == ["a", "red", "circle", "on", "the", "left"] and r["unknown"] == []
+    assert len(r["samples"]) == 2
+    for s in r["samples"]:
+        assert [png(st["png"]).shape for st in s["stages"]] == [
+            (z, z, 3) for z in spec.image_sizes
+        ]
+        assert [a["stage"] for a in s["attention"]] == list(range(1, spec.num_stages))
+        for a in s["attention"]:
+            assert len(a["words"]) == 3  # top_k default
+            assert {w["word"] for w in a["words"]} <= set(r["words"])
+            assert png(a["words"][0]["png"]).shape == (a["size"], a["size"], 3)
+    # Two samples of one caption differ (different noise items).
+    a, b = (png(s["stages"][-1]["png"]) for s in r["samples"])
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 0
+
+
+def test_same_caption_and_seed_as_generate_and_sample_mode(server, tmp_path):
+    """One noise convention: the page, sampling.generate and eval.py --mode=sample agree."""
+    srv, d = server
+    caption = "a blue square above a yellow triangle"
+    _, out = post(srv, {"caption": caption, "seed": 7, "num_samples": 3})
+    g = sampling.generate(d, [caption], num_samples=3, seed=7)
+    paths = eval_run.sample(d, [caption], str(tmp_path), num_samples=3, seed=7, batch_size=2)
+    for j, s in enumerate(out["results"][0]["samples"]):
+        for k, st in enumerate(s["stages"]):
+            page = png(st["png"])
+            np.testing.assert_array_equal(page, to_uint8(g["images"][k][0, j]))
+            size = st["size"]
+            written = [p for p in paths if p.endswith(f"0000_{j:02d}_{size}.png")]
+            np.testing.assert_array_equal(page, np.asarray(Image.open(written[0])))
+
+
+def test_out_of_vocabulary_words_are_reported_not_dropped_silently(server):
+    srv, _ = server
+    status, out = post(srv, {"caption": "a red zebra circle"})
+    assert status == 200
+    assert out["results"][0]["unknown"] == ["zebra"]
+    assert "zebra" not in out["results"][0]["words"]
+    status, out = post(srv, {"caption": "zebra giraffe"})
+    assert status == 400 and "none of its words is in the model's vocabulary" in out["error"]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"caption": ""}, "is empty"),
+        ({"caption": "   "}, "is empty"),
+        ({"caption": "!!!"}, "is empty"),
+        ({}, "give either 'caption'"),
+        ({"caption": "a", "captions": ["a"]}, "give either 'caption'"),
+        ([1, 2], "JSON object"),
+        ({"caption": 5}, "must be a string"),
+        ({"captions": []}, "give 1 to 8 captions"),
+        ({"caption": "a red circle", "num_samples": 9}, "'num_samples' must be from 1 to 8"),
+        ({"caption": "a red circle", "num_samples": "2"}, "must be an integer"),
+        ({"caption": "a red circle", "seed": -1}, "'seed' must be from 0"),
+        ({"caption": "a red circle", "seed": 1.5}, "must be an integer"),
+        ({"caption": "a red circle", "top_k": 0}, "'top_k' must be from 1 to 10"),
+        ({"caption": "a red circle", "colour": "red"}, "unknown field"),
+        ({"caption": "red " * 200}, "characters"),
+    ],
+)
+def test_bad_requests_get_400_with_a_message(server, body, message):
+    srv, _ = server
+    status, out = post(srv, body)
+    assert status == 400, out
+    assert message in out["error"], out
+
+
+def test_malformed_and_oversized_bodies(server):
+    srv, _ = server
+    status, out = post(srv, None, raw=b"{not json")
+    assert status == 400 and out["error"].startswith("not JSON")
+    status, out = post(srv, None, raw=b"\xff\xfe")
+    assert status == 400
+    status, out = post(srv, None, raw=b"x" * (serve.MAX_BODY + 1))
+    assert status == 400 and "KB of JSON" in out["error"]
+    status, out = post(srv, {"caption": "a red circle"})  # the server is still up
+    assert status == 200
+
+
+def test_unknown_paths_and_info(server):
+    srv, d = server
+    with urllib.request.urlopen(_url(srv, "/api/info"), timeout=30) as r:
+        info = json.loads(r.read())
+    assert info["dataset"] == "shapes" and info["stages"] == list(
+        sampling.load_model(d).spec.image_sizes
+    )
+    with urllib.request.urlopen(_url(srv, "/"), timeout=30) as r:
+        assert b"Generate" in r.read()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(_url(srv, "/nope"), timeout=30)
+    assert e.value.code == 404
+
+
+def test_concurrent_requests_are_served_correctly_and_compile_once(server):
+    srv, d = server
+    bodies = [{"caption": c, "seed": s, "num_samples": 2} for c in ("a red circle", "a blue square") for s in (0, 1)]
+    expected = [post(srv, b)[1] for b in bodies]
+    fn = sampling.sampler(sampling.load_model(d).spec)
+    compiled = fn._cache_size()
+    results = [None] * (3 * len(bodies))
+
+    def worker(i):
+        results[i] = post(srv, bodies[i % len(bodies)])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for i, (status, out) in enumerate(results):
+        assert status == 200
+        assert out == expected[i % len(bodies)]
+    assert fn._cache_size() == compiled  # the same batch shape: no new compile
