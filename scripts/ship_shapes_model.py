@@ -22,7 +22,12 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEST = os.path.join(REPO, "attngan_jax", "assets", "shapes")
-PARTS = ("model.json", "vocab.json", os.path.join("model", "generator"), os.path.join("model", "damsm"))
+PARTS = (
+    "model.json",
+    "vocab.json",
+    os.path.join("model", "generator"),
+    os.path.join("model", "damsm"),
+)
 COMMAND = [sys.executable, "train.py"]  # the README's main command (configs/shapes.py)
 
 
@@ -53,7 +58,7 @@ def ship(workdir: str, dest: str = DEST) -> dict:
         "commit": summary.get("commit") or _git("rev-parse", "HEAD"),
         "date": datetime.date.today().isoformat(),
         "final_step": summary.get("final_step"),
-        "evaluation": summary.get("evaluation"),
+        "evaluation": (summary.get("evaluation") or {}).get("metrics"),
         "regenerate": "python scripts/ship_shapes_model.py --train",
     }
     with open(os.path.join(tmp, "provenance.json"), "w") as f:
@@ -76,9 +81,7 @@ def main(argv=None) -> None:
     if a.train:
         subprocess.run([*COMMAND, f"--workdir={a.workdir}"], cwd=REPO, check=True)
     record = ship(a.workdir)
-    size = sum(
-        os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(DEST) for f in fs
-    )
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(DEST) for f in fs)
     print(f"shipped {a.workdir} -> {DEST} ({size / 1e6:.1f} MB), commit {record['commit'][:10]}")
 
 

@@ -92,7 +92,7 @@ def parse_request(req: Any) -> tuple[list[str], int, int, int]:
         BadRequest: a field is missing, of the wrong type or out of range (named in the message).
     """
     if not isinstance(req, dict):
-        raise BadRequest("the request body must be a JSON object, e.g. {\"caption\": \"a red bird\"}")
+        raise BadRequest('the request body must be a JSON object, e.g. {"caption": "a red bird"}')
     unknown = sorted(set(req) - {"caption", "captions", "seed", "num_samples", "top_k"})
     if unknown:
         raise BadRequest(f"unknown field(s) {unknown}: use caption(s), seed, num_samples, top_k")
@@ -269,7 +269,10 @@ def serve(directory: str | None = None, host: str = "127.0.0.1", port: int = 808
     """Starts the page, prints its address and serves until interrupted (Ctrl-C)."""
     server = make_server(directory, host, port)
     h, p = server.server_address[:2]
-    print(f"attngan-jax page for {server.generator.directory}: http://{h}:{p}/  (Ctrl-C stops)")
+    print(
+        f"attngan-jax page for {server.generator.directory}: http://{h}:{p}/  (Ctrl-C stops)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -61,9 +61,7 @@ def test_valid_request_gives_every_stage_and_attention(server):
     assert r["words"] == ["a", "red", "circle", "on", "the", "left"] and r["unknown"] == []
     assert len(r["samples"]) == 2
     for s in r["samples"]:
-        assert [png(st["png"]).shape for st in s["stages"]] == [
-            (z, z, 3) for z in spec.image_sizes
-        ]
+        assert [png(st["png"]).shape for st in s["stages"]] == [(z, z, 3) for z in spec.image_sizes]
         assert [a["stage"] for a in s["attention"]] == list(range(1, spec.num_stages))
         for a in s["attention"]:
             assert len(a["words"]) == 3  # top_k default
@@ -155,7 +153,11 @@ def test_unknown_paths_and_info(server):
 
 def test_concurrent_requests_are_served_correctly_and_compile_once(server):
     srv, d = server
-    bodies = [{"caption": c, "seed": s, "num_samples": 2} for c in ("a red circle", "a blue square") for s in (0, 1)]
+    bodies = [
+        {"caption": c, "seed": s, "num_samples": 2}
+        for c in ("a red circle", "a blue square")
+        for s in (0, 1)
+    ]
     expected = [post(srv, b)[1] for b in bodies]
     fn = sampling.sampler(sampling.load_model(d).spec)
     compiled = fn._cache_size()
@@ -173,3 +175,28 @@ def test_concurrent_requests_are_served_correctly_and_compile_once(server):
         assert status == 200
         assert out == expected[i % len(bodies)]
     assert fn._cache_size() == compiled  # the same batch shape: no new compile
+
+
+def test_eval_py_serve_prints_its_address_and_serves(server):
+    """``eval.py --mode=serve`` (the user's command) starts the page and prints where it is."""
+    import os
+    import subprocess
+    import sys
+
+    from paths import REPO
+
+    _, d = server
+    p = subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "eval.py"), "--mode=serve", f"--workdir={d}", "--port=0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, ATTNGAN_KEEP_MALLOC="1"),
+    )  # fmt: skip
+    try:
+        line = p.stdout.readline()
+        assert "http://127.0.0.1:" in line, (line, p.stderr.read() if p.poll() is not None else "")
+        url = line.split("http://", 1)[1].split()[0]
+        with urllib.request.urlopen(f"http://{url}api/info", timeout=60) as r:
+            assert json.loads(r.read())["dataset"] == "shapes"
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
