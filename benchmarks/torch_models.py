@@ -437,7 +437,7 @@ def words_loss(img_features, words_emb, labels, cap_lens, class_ids, gammas):
         sims.append(torch.log(torch.exp(row * g2).sum(dim=1, keepdim=True)))
     sims = torch.cat(sims, 1) * g3
     if class_ids is not None:
-        sims.data.masked_fill_(_class_masks(class_ids), -float("inf"))
+        sims.data.masked_fill_(_class_masks(class_ids).to(sims.device), -float("inf"))
     return F.cross_entropy(sims, labels), F.cross_entropy(sims.transpose(0, 1), labels)
 
 
@@ -450,7 +450,7 @@ def sent_loss(cnn_code, rnn_code, labels, class_ids, gamma3, eps=1e-8):
     s0 = (scores / norm.clamp(min=eps) * gamma3).squeeze()
     s1 = s0.transpose(0, 1)
     if class_ids is not None:
-        m = _class_masks(class_ids)
+        m = _class_masks(class_ids).to(s0.device)
         s0.data.masked_fill_(m, -float("inf"))
         s1.data.masked_fill_(m, -float("inf"))
     return F.cross_entropy(s0, labels), F.cross_entropy(s1, labels)
@@ -459,7 +459,7 @@ def sent_loss(cnn_code, rnn_code, labels, class_ids, gamma3, eps=1e-8):
 def discriminator_loss(net_d, real, fake, sent):
     bce = nn.BCELoss()
     b = real.size(0)
-    ones, zeros = torch.ones(b), torch.zeros(b)
+    ones, zeros = torch.ones(b, device=real.device), torch.zeros(b, device=real.device)
     real_f, fake_f = net_d(real), net_d(fake.detach())
     cond_real = bce(net_d.COND_DNET(real_f, sent), ones)
     cond_fake = bce(net_d.COND_DNET(fake_f, sent), zeros)
@@ -472,7 +472,7 @@ def discriminator_loss(net_d, real, fake, sent):
 def generator_loss(nets_d, image_encoder, fakes, words, sent, labels, cap_lens, class_ids, g):
     """§8.6: adversarial terms of every stage + λ·DAMSM on the last; g = gammas + (λ,)."""
     bce = nn.BCELoss()
-    ones = torch.ones(fakes[0].size(0))
+    ones = torch.ones(fakes[0].size(0), device=fakes[0].device)
     total = 0.0
     for i, d in enumerate(nets_d):
         f = d(fakes[i])

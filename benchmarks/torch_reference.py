@@ -1,10 +1,19 @@
-"""Time the ORIGINAL AttnGAN iteration in PyTorch (CPU), side by side with ``train_step.py``.
+"""Time the ORIGINAL AttnGAN iteration in PyTorch (CPU or CUDA), side by side with ``train_step.py``.
 
 Usage::
 
     python benchmarks/torch_reference.py --preset=birds128 --batch_size=4 [--steps=7]
-        [--threads=2] [--json=FILE]
+        [--threads=2] [--device=cpu|cuda] [--warmup=N] [--json=FILE]
     python benchmarks/torch_reference.py --validate     # against /work/shared/parity fixtures
+
+``--device=cuda``: models, optimisers and the batch on the GPU; ``cudnn.benchmark = True`` as the
+original's ``main.py`` sets it (``--no_cudnn_benchmark`` to turn it off) and PyTorch's default TF32
+settings (convolutions TF32, matmuls float32; both recorded in the JSON, ``--tf32=on|off`` to force
+them). Every timed iteration is bracketed by ``torch.cuda.synchronize()``. Peak memory:
+``torch.cuda.reset_peak_memory_stats()`` at the start, then ``max_memory_allocated`` over the whole
+run (``max_memory_allocated``, also as ``device_memory.peak_bytes_in_use``, the key
+``train_step.py`` uses), and again from the end of the warm-up, i.e. the steady state without
+cuDNN's benchmark trials (``max_memory_allocated_steady``); ``null`` on the CPU.
 
 Needs ``pip install torch==2.13.0`` (not a dependency of the package). Networks and losses are
 ``torch_models.py`` (the original's modules and key names). One GAN iteration is ``trainer.py``'s
@@ -34,21 +43,25 @@ import torch_models as tm  # noqa: E402
 GAMMAS = (4.0, 5.0, 10.0)
 
 
-def make_batch(p: dict, batch: int, sizes: list[int], seed: int = 0) -> dict:
-    """Random sorted captions and NCHW images in [-1, 1] (same recipe as ``train_step.py``)."""
+def make_batch(p: dict, batch: int, sizes: list[int], seed: int = 0, device="cpu") -> dict:
+    """Random sorted captions and NCHW images in [-1, 1] (same recipe as ``train_step.py``).
+
+    Tensors on ``device``; ``class_ids`` stay numpy (the original's ``class_ids`` were numpy too).
+    """
     rng = np.random.default_rng(seed)
     words = p["words_num"]
     lens = np.array(bc.caption_lengths(batch, words), np.int64)
     caps = rng.integers(1, p["vocab_size"], (batch, words)).astype(np.int64)
     caps[np.arange(words)[None, :] >= lens[:, None]] = 0
     imgs = [
-        torch.from_numpy(rng.uniform(-1, 1, (batch, 3, s, s)).astype(np.float32)) for s in sizes
+        torch.from_numpy(rng.uniform(-1, 1, (batch, 3, s, s)).astype(np.float32)).to(device)
+        for s in sizes
     ]
     return {
-        "captions": torch.from_numpy(caps),
-        "cap_lens": torch.from_numpy(lens),
+        "captions": torch.from_numpy(caps).to(device),
+        "cap_lens": torch.from_numpy(lens).to(device),  # on the GPU, as the original's
         "class_ids": np.arange(batch),
-        "labels": torch.arange(batch),
+        "labels": torch.arange(batch, device=device),
         "imgs": imgs,
     }
 
@@ -57,11 +70,11 @@ def adam(params):
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-def build_gan(p: dict, batch: int):
+def build_gan(p: dict, batch: int, device="cpu"):
     """Models, optimisers and ``iteration()`` of one AttnGAN training iteration (§11)."""
     torch.manual_seed(0)
-    text = tm.RNN_ENCODER(p["vocab_size"], p["embed_dim"], p["emb_dim"]).eval()
-    image = tm.CNN_ENCODER(p["emb_dim"], align_corners=True).eval()
+    text = tm.RNN_ENCODER(p["vocab_size"], p["embed_dim"], p["emb_dim"]).eval().to(device)
+    image = tm.CNN_ENCODER(p["emb_dim"], align_corners=True).eval().to(device)
     for m in (text, image):
         for q in m.parameters():
             q.requires_grad = False
@@ -70,10 +83,11 @@ def build_gan(p: dict, batch: int):
     ds = [tm.D_NET(64 * 2**i, p["df_dim"], p["emb_dim"]) for i in range(stages)]
     for m in (g, *ds):
         m.apply(tm.weights_init)
+        m.to(device)
     opt_g, opt_ds = adam(g.parameters()), [adam(d.parameters()) for d in ds]
     avg = [q.detach().clone() for q in g.parameters()]
-    data = make_batch(p, batch, [64 * 2**i for i in range(stages)])
-    noise = torch.empty(batch, p["z_dim"])
+    data = make_batch(p, batch, [64 * 2**i for i in range(stages)], device=device)
+    noise = torch.empty(batch, p["z_dim"], device=device)
     gl = (*GAMMAS, p["lam"])
 
     def iteration():
@@ -98,21 +112,21 @@ def build_gan(p: dict, batch: int):
         with torch.no_grad():
             for a, q in zip(avg, g.parameters()):
                 a.mul_(0.999).add_(q.data, alpha=0.001)
-        return float(err_g)
+        return float(err_g.detach())
 
     return iteration
 
 
-def build_damsm(p: dict, batch: int):
+def build_damsm(p: dict, batch: int, device="cpu"):
     """``iteration()`` of one DAMSM pretraining step (§10)."""
     torch.manual_seed(0)
-    rnn = tm.RNN_ENCODER(p["vocab_size"], p["embed_dim"], p["emb_dim"]).train()
-    cnn = tm.CNN_ENCODER(p["emb_dim"], align_corners=True).train()
+    rnn = tm.RNN_ENCODER(p["vocab_size"], p["embed_dim"], p["emb_dim"]).train().to(device)
+    cnn = tm.CNN_ENCODER(p["emb_dim"], align_corners=True).train().to(device)
     for name, q in cnn.named_parameters():
         q.requires_grad = name.startswith(("emb_features", "emb_cnn_code"))
     params = list(rnn.parameters()) + [q for q in cnn.parameters() if q.requires_grad]
     opt = adam(params)
-    data = make_batch(p, batch, [299])
+    data = make_batch(p, batch, [299], device=device)
 
     def iteration():
         rnn.zero_grad()
@@ -132,35 +146,122 @@ def build_damsm(p: dict, batch: int):
     return iteration
 
 
-def run(preset: str, batch: int, steps: int, threads: int) -> dict:
-    """Builds and times a preset; returns the result dict (same keys as ``train_step.py``)."""
+def tensor_device(device: str) -> str:
+    """Where ``run`` puts models and tensors for ``device`` (a seam: the tests run the CUDA
+    branch's bookkeeping on CPU tensors with a stand-in ``torch.cuda``)."""
+    return device
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _tf32(mode: str) -> dict:
+    """Applies ``--tf32`` (``default`` leaves PyTorch's settings) and returns the settings used."""
+    if mode != "default":
+        torch.backends.cudnn.allow_tf32 = mode == "on"
+        torch.backends.cuda.matmul.allow_tf32 = mode == "on"
+    return {
+        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+        "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+    }
+
+
+def run(
+    preset: str,
+    batch: int,
+    steps: int,
+    threads: int,
+    device: str = "cpu",
+    warmup: int | None = None,
+    cudnn_benchmark: bool = True,
+    tf32: str = "default",
+) -> dict:
+    """Builds and times a preset; returns the result dict (same keys as ``train_step.py``).
+
+    Args:
+        preset: a ``bench_common.PRESETS`` name of kind ``gan`` or ``damsm``.
+        batch: batch size.
+        steps: timed iterations (after the warm-up).
+        threads: ``torch.set_num_threads``.
+        device: ``"cpu"`` or ``"cuda"``.
+        warmup: untimed iterations first (default 1 on the CPU, 3 on CUDA, where cuDNN's
+            benchmark mode tries its algorithms in the first iterations).
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (CUDA; the original sets it).
+        tf32: ``"default"``, ``"on"`` or ``"off"`` (CUDA).
+    """
+    if device not in ("cpu", "cuda"):
+        raise SystemExit(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(
+            f"--device=cuda but torch {torch.__version__} sees no CUDA device "
+            f"(torch.version.cuda={torch.version.cuda})"
+        )
     torch.set_num_threads(threads)
+    warmup = (3 if device == "cuda" else 1) if warmup is None else warmup
+    cuda = device == "cuda"
+    extra = {}
+    if cuda:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        extra = {"cudnn_benchmark": cudnn_benchmark, **_tf32(tf32)}
+        torch.cuda.reset_peak_memory_stats()
     load0 = bc.loadavg()
     p = bc.PRESETS[preset]
+    t_build = time.perf_counter()
     if p["kind"] == "gan":
-        it = build_gan(p, batch)
+        it = build_gan(p, batch, tensor_device(device))
     elif p["kind"] == "damsm":
-        it = build_damsm(p, batch)
+        it = build_damsm(p, batch, tensor_device(device))
     else:
         raise SystemExit(f"preset {preset!r} has no PyTorch reference (gan and damsm presets only)")
-    loss = it()  # warm-up
+    t_warm = time.perf_counter()
+    loss = None
+    for _ in range(warmup):
+        loss = it()
+    _sync(device)
+    warmup_s = time.perf_counter() - t_warm
+    if cuda:
+        peak_warmup = torch.cuda.max_memory_allocated()
+        torch.cuda.reset_peak_memory_stats()  # the steady state: what the timed steps need
     times, cpu = [], []
     for _ in range(steps):
+        _sync(device)
         t, c = time.perf_counter(), time.process_time()
         loss = it()
+        _sync(device)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+    peak = peak_steady = reserved = None
+    if cuda:
+        peak_steady = torch.cuda.max_memory_allocated()
+        peak = max(peak_warmup, peak_steady)
+        reserved = torch.cuda.max_memory_reserved()
+        name = f"cuda: {torch.cuda.get_device_name()}, torch {torch.__version__}"
+        name += f" (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})"
+    else:
+        name = f"cpu: torch {torch.__version__}, {torch.get_num_threads()} threads"
     res = {
         "preset": preset,
         "impl": "torch",
         "batch_size": batch,
         "dtype": "float32",
         "steps": steps,
+        "warmup_steps": warmup,
+        "build_s": t_warm - t_build,
+        "warmup_s": warmup_s,
         "compile_s": {},
         **bc.step_stats(times, batch, cpu),
         "peak_rss_mb": bc.peak_rss_mb(),
+        "max_memory_allocated": peak,
+        "max_memory_allocated_steady": peak_steady,
+        "max_memory_reserved": reserved,
+        "device_memory": {"peak_bytes_in_use": peak} if cuda else {},
         "last_loss": loss,
-        "device": f"cpu: torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "device": name,
+        "device_kind": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch_version": torch.__version__,
+        **extra,
         "loadavg_before": load0,
         "loadavg_after": bc.loadavg(),
     }
@@ -173,6 +274,10 @@ def main(argv=None):
     ap.add_argument("--batch_size", type=int, default=4)
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--warmup", type=int, default=None, help="default 1 (cpu) / 3 (cuda)")
+    ap.add_argument("--no_cudnn_benchmark", action="store_true")
+    ap.add_argument("--tf32", default="default", choices=["default", "on", "off"])
     ap.add_argument("--json", default=None)
     ap.add_argument("--validate", action="store_true", help="check against the parity fixtures")
     ap.add_argument("--parity_dir", default="/work/shared/parity")
@@ -186,7 +291,16 @@ def main(argv=None):
         return errs
     if not a.preset:
         ap.error("--preset is required (or --validate)")
-    res = run(a.preset, a.batch_size, a.steps, a.threads)
+    res = run(
+        a.preset,
+        a.batch_size,
+        a.steps,
+        a.threads,
+        device=a.device,
+        warmup=a.warmup,
+        cudnn_benchmark=not a.no_cudnn_benchmark,
+        tf32=a.tf32,
+    )
     bc.print_table([res])
     bc.write_json(a.json, res)
     return res
