@@ -8,7 +8,8 @@ Roofline peaks (dense, no structured sparsity), from the vendors' datasheets:
 * NVIDIA H100 SXM5 (datasheet "NVIDIA H100 Tensor Core GPU", 2023): FP32 67 TFLOP/s (CUDA cores),
   TF32 Tensor Core 989 TFLOP/s *with sparsity* = 494.5 dense, BF16 1,979 with sparsity = 989.5
   dense, HBM3 3.35 TB/s. H100 PCIe: FP32 51, TF32 378 dense, BF16 756 dense, 2.0 TB/s.
-* NVIDIA H200 SXM (datasheet 2024): the H100 SXM's compute, HBM3e 4.8 TB/s.
+* NVIDIA H200 SXM (datasheet 2024): the H100 SXM's compute, HBM3e 4.8 TB/s. H200 NVL (PCIe):
+  FP32 60, TF32 417.5 dense, BF16 835.5 dense, 4.8 TB/s.
 * NVIDIA A100 SXM 80 GB: FP32 19.5, TF32 156 dense, BF16 312 dense, 2.039 TB/s.
 
 XLA on these GPUs runs float32 convolutions and matmuls as TF32 unless the precision is set to
@@ -51,9 +52,31 @@ PRESETS = {
     "damsm_birds": dict(BIRDS, kind="damsm", image_size=299),
     "shapes": dict(kind="shapes"),
     "sample_birds256": dict(BIRDS, kind="sample", num_stages=3),
+    # Plumbing checks on a CPU (gpu_side_by_side.sh --dry-run, tests): tiny widths, one stage; the
+    # JAX side with the small image trunk (PyTorch's reference always runs Inception-v3).
+    "tiny64": dict(
+        BIRDS,
+        kind="gan",
+        num_stages=1,
+        gf_dim=4,
+        df_dim=4,
+        emb_dim=16,
+        embed_dim=16,
+        z_dim=8,
+        condition_dim=8,
+        r_num=1,
+        image_trunk="small",
+        small_trunk_width=8,
+    ),  # fmt: skip
 }
 
 GPU_PEAKS = {  # name substring -> (fp32 CUDA-core, tf32 dense, bf16 dense) TFLOP/s, TB/s
+    "H200 NVL": (
+        60.0,
+        417.5,
+        835.5,
+        4.8,
+    ),  # the PCIe card (datasheet: TF32 835 / BF16 1,671 sparse)
     "H200": (67.0, 494.5, 989.5, 4.8),
     "H100 PCIe": (51.0, 378.0, 756.0, 2.0),
     "H100": (67.0, 494.5, 989.5, 3.35),

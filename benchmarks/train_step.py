@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/train_step.py --preset=birds128 --batch_size=4 [--steps=7]
-        [--dtype=float32|bfloat16] [--json=FILE]
+        [--dtype=float32|bfloat16] [--pipelined=N] [--json=FILE]
 
 Presets (``bench_common.PRESETS``): ``birds64``/``birds128``/``birds256`` (the original birds widths,
 1/2/3 stages, Inception-v3 DAMSM image encoder in the G loss), ``coco256``, ``damsm_birds`` (the
@@ -62,6 +62,9 @@ def make_config(preset: str, dtype: str):
             c.model.r_num = p["r_num"]
             c.data.words_num = p["words_num"]
             c.gan.lam = p["lam"]
+            for k in ("image_trunk", "small_trunk_width"):  # the tiny presets only
+                if k in p:
+                    setattr(c.model, k, p[k])
             if p["kind"] != "damsm":
                 c.model.num_stages = p["num_stages"]
                 c.data.image_sizes = tuple(64 * 2**i for i in range(p["num_stages"]))
@@ -202,8 +205,24 @@ def call_step(compiled, args: tuple, stateful: bool) -> tuple:
     return (out[0], *args[1:]) if stateful else args
 
 
-def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
-    """Builds, compiles and times a preset; returns the result dict."""
+def memory_analysis(compiled) -> dict:
+    """XLA's static buffer sizes of the compiled step (bytes; ``{}`` where unavailable)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001  (not every backend/jaxlib implements it)
+        return {}
+    keys = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+            "temp_size_in_bytes", "generated_code_size_in_bytes")  # fmt: skip
+    return {k: int(getattr(m, k)) for k in keys if hasattr(m, k)}
+
+
+def run(preset: str, batch: int, steps: int, dtype: str, pipelined: int = 0) -> dict:
+    """Builds, compiles and times a preset; returns the result dict.
+
+    ``pipelined`` > 0 also times that many calls dispatched back to back with one wait at the end
+    (``pipelined_step_s``: the per-step time of a training loop fed a cached batch, where the host
+    dispatches the next step while the device runs this one; the per-step figures wait for each).
+    """
     load0 = bc.loadavg()
     config = make_config(preset, dtype)
     fn, donate, make_args = build(preset, config, batch)
@@ -231,6 +250,14 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
         args = call_step(compiled, args, stateful)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
+    pipelined_s = None
+    if pipelined > 0:
+        t = time.perf_counter()
+        for _ in range(pipelined):
+            out = compiled(*args)
+            args = (out[0], *args[1:]) if stateful else args
+        jax.block_until_ready(out)
+        pipelined_s = (time.perf_counter() - t) / pipelined
     dev = jax.devices()[0]
     res = {
         "preset": preset,
@@ -244,6 +271,9 @@ def run(preset: str, batch: int, steps: int, dtype: str) -> dict:
         **bc.step_stats(times, batch, cpu),
         "peak_rss_mb": bc.peak_rss_mb(),
         "device_memory": device_peak_memory(),
+        "memory_analysis": memory_analysis(compiled),
+        "pipelined_steps": pipelined,
+        "pipelined_step_s": pipelined_s,
         "flops": flops,
         "bytes_accessed": nbytes,
         "device": f"{dev.platform}: {dev.device_kind}",
@@ -267,12 +297,15 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--compilation_cache", default=None, help="enable the persistent cache in this directory"
     )
+    ap.add_argument(
+        "--pipelined", type=int, default=0, help="also time N steps without waiting between them"
+    )
     a = ap.parse_args(argv)
     if a.compilation_cache:
         from attngan_jax.runtime import compilation_cache
 
         compilation_cache.enable(a.compilation_cache)
-    res = run(a.preset, a.batch_size, a.steps, a.dtype)
+    res = run(a.preset, a.batch_size, a.steps, a.dtype, a.pipelined)
     bc.print_table([res])
     bc.write_json(a.json, res)
     return res
