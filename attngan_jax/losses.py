@@ -267,8 +267,7 @@ def discriminator_loss(
     wrong, uncond real/fake). Real and fake go through the trunk, and then the conditional head,
     as one interleaved batch of 2B with ``bn_groups=2`` (each half normalised with its own
     statistics): the same values as two calls up to float32 summation order, and one convolution
-    of 2B instead of two of B (birds, D alone, forward + gradients, 2 CPU cores: D_NET64 44 ->
-    33 ms, D_NET128 286 -> 220 ms, D_NET256 1167 -> 1013 ms). The wrong pair is
+    of 2B instead of two of B, which is faster (docs/performance.md). The wrong pair is
     ``(real_code[:B-1], sent_emb[1:])``. ``fake_images`` is detached (``stop_gradient``).
 
     Args:

@@ -168,8 +168,8 @@ def put_leafwise(make_tree: Callable[[], Any], sharding: jax.sharding.Sharding |
 
     Each host array is released as soon as its device copy exists, so the host holds the tree
     once plus one leaf, not twice: passing the numpy tree to a jitted initialiser instead keeps
-    every host array alive until the call returns (the DAMSM run's 88 MB pretrained trunk, read
-    from a file: the damsm_birds benchmark's peak RSS fell from 581-586 to 543-562 MB). The tree
+    every host array alive until the call returns (e.g. the DAMSM run's pretrained trunk, read
+    from a file; the peak RSS it saves is in docs/performance.md). The tree
     must not be referenced elsewhere, which is why it is built here from ``make_tree``. (On CPU,
     JAX may adopt a suitably aligned host array of the right dtype as the device buffer instead
     of copying it; that array then lives on as the device array.)

@@ -194,8 +194,8 @@ def run_loop(
     train_step = _AotStep(jax.jit(_with_stop_request(step_fn), donate_argnums=(0,)))
     first = None  # the fresh iterator's first batch, until a restored loader position replaces it
     if (ckpt.latest_step() or 0) < total_steps:
-        # Compile from the abstract state before any state exists: XLA's working memory (~1 GB
-        # for the birds64 step on CPU) then peaks on a small heap, not on top of the state.
+        # Compile from the abstract state before any state exists: XLA's working memory (large
+        # for the birds steps on CPU) then peaks on a small heap, not on top of the state.
         first = next(it)
         train_step.compile(target, to_device(first))
     start = 0
@@ -214,8 +214,8 @@ def run_loop(
         donate = tuple(range(len(args)))
         # Jitted through a fresh function: JAX's trace and executable caches are keyed on the
         # function, and ``init_fn`` lives as long as this loop, so jitting it directly would keep
-        # the initialiser's trace and executable in memory through training (60-120 MB for the
-        # birds64 GAN, whose state is 0.28 GB).
+        # the initialiser's trace and executable in memory through training (a sizeable fraction
+        # of the state's own size for the birds GANs).
         state = jax.jit(lambda *a: init_fn(*a), out_shardings=repl, donate_argnums=donate)(*args)
         del args
     release_freed_host_memory()  # what the initialiser's compile or the restore freed
