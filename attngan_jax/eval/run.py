@@ -20,8 +20,6 @@ import logging
 import os
 from collections.abc import Sequence
 
-import numpy as np
-
 from attngan_jax import model_dir
 from attngan_jax.data.text import DataError
 from attngan_jax.errors import InputError, MissingInputError
@@ -97,16 +95,11 @@ def sample(
     m = sampling.load_model(mdir, raw=generator == "raw")
     # Encode everything first: a caption without any known word fails before any image is made.
     ids, lens, words, _ = sampling.encode_captions(m.vocab, captions, m.spec.words_num)
-    total = len(captions) * num_samples
-    item_caption = np.repeat(np.arange(len(captions)), num_samples)  # (total,)
     written: list[str] = []
-    bar = progress(total, desc="sample")
+    bar = progress(len(captions) * num_samples, desc="sample")
     bar.unit = "image"
-    for s in range(0, total, batch_size):
-        items = np.arange(s, min(s + batch_size, total))  # item = caption * num_samples + sample
-        z, eps = sampling.sample_noise(seed, items, m.spec.z_dim, m.spec.condition_dim, truncation)
-        caps = item_caption[items]
-        imgs, atts = sampling.generate_batch(m, ids[caps], lens[caps], z, eps)
+    batches = sampling.generate_items(m, ids, lens, num_samples, seed, truncation, batch_size)
+    for items, imgs, atts in batches:
         for b, item in enumerate(items):
             i, j = divmod(int(item), num_samples)
             stem = os.path.join(outdir, f"{i:04d}_{j:02d}")

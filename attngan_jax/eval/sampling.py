@@ -158,14 +158,8 @@ def generate(
     m = load_model(model) if isinstance(model, str) else model
     ids, lens, words, unknown = encode_captions(m.vocab, captions, m.spec.words_num)
     n = len(captions)
-    total = n * num_samples
-    item_caption = np.repeat(np.arange(n), num_samples)  # (total,)
     imgs, atts = [], []
-    for s in range(0, total, batch_size):
-        items = np.arange(s, min(s + batch_size, total))  # item = caption * num_samples + sample
-        z, eps = sample_noise(seed, items, m.spec.z_dim, m.spec.condition_dim, truncation)
-        caps = item_caption[items]
-        fi, am = generate_batch(m, ids[caps], lens[caps], z, eps)
+    for _, fi, am in generate_items(m, ids, lens, num_samples, seed, truncation, batch_size):
         imgs.append(fi)
         atts.append(am)
     images = [np.concatenate([b[i] for b in imgs]) for i in range(len(imgs[0]))]
@@ -177,6 +171,41 @@ def generate(
         "words": words,
         "unknown": unknown,
     }
+
+
+def generate_items(
+    m: LoadedModel,
+    ids: np.ndarray,
+    lens: np.ndarray,
+    num_samples: int,
+    seed: int,
+    truncation: float | None = None,
+    batch_size: int = 16,
+):
+    """Yields the images of every (caption, sample) item, ``batch_size`` items at a time.
+
+    Item ``i * num_samples + j`` is sample ``j`` of caption ``i``, with the noise of that item
+    (:func:`sample_noise`): the convention of :func:`generate`, ``eval.py --mode=sample`` and the
+    local page.
+
+    Args:
+        m: the loaded model.
+        ids, lens: the encoded captions (:func:`encode_captions`), (N, T) and (N,).
+        num_samples: images per caption.
+        seed, truncation: of :func:`sample_noise`.
+        batch_size: items per generator call.
+
+    Yields:
+        ``(items (b,), images per stage (b, S, S, 3), attention per attending stage (b, T, s, s))``.
+    """
+    total = len(ids) * num_samples
+    item_caption = np.repeat(np.arange(len(ids)), num_samples)  # (total,)
+    for s in range(0, total, batch_size):
+        items = np.arange(s, min(s + batch_size, total))
+        z, eps = sample_noise(seed, items, m.spec.z_dim, m.spec.condition_dim, truncation)
+        caps = item_caption[items]
+        imgs, atts = generate_batch(m, ids[caps], lens[caps], z, eps)
+        yield items, imgs, atts
 
 
 def sample_noise(
