@@ -92,9 +92,7 @@ def _run(argv):
         serve.serve(_WORKDIR.value, host=_HOST.value, port=_PORT.value)
         return
     if _MODE.value == "sample":
-        from attngan_jax.eval.serve import SHIPPED_MODEL
-
-        workdir = _WORKDIR.value or SHIPPED_MODEL
+        workdir = _WORKDIR.value or model_dir.SHIPPED_MODEL
         if bool(_CAPTIONS.value) == bool(_CAPTION.value):
             raise app.UsageError("give either --captions=FILE or --caption=TEXT (repeatable)")
         captions = eval_run.read_captions(_CAPTIONS.value) if _CAPTIONS.value else _CAPTION.value

@@ -38,6 +38,10 @@ MODEL_JSON = "model.json"
 _LEFTOVER_PATTERNS = (".tmp-*", ".old-*")
 
 
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "shapes")
+"""The shapes demo's model directory that ships with the package (``scripts/ship_shapes_model.py``)."""
+
+
 def _checkpointer() -> ocp.StandardCheckpointer:
     """An orbax checkpointer that involves this process only (no barrier with the others)."""
     i = jax.process_index()

@@ -4,8 +4,8 @@ r"""A local web page that turns captions into every stage's image and its attent
     python -m attngan_jax.eval.serve [--workdir=...] [--port=...]
 
 Without ``--workdir`` it serves the shapes model that ships with the package
-(:data:`SHIPPED_MODEL`). The page (``GET /``) has a caption box, a seed, the number of samples and
-a Generate button; it calls the JSON endpoint below and shows every stage's image (upscaled with
+(:data:`attngan_jax.model_dir.SHIPPED_MODEL`). The page (``GET /``) has a caption box, a seed, the
+number of samples and a Generate button; it calls the JSON endpoint below and shows every stage's image (upscaled with
 nearest neighbour, so pixels stay visible) and, per attending stage, the most attended words with
 their maps over that stage's image.
 
@@ -56,7 +56,6 @@ from attngan_jax.visualize import attention_tiles, to_uint8
 
 log = logging.getLogger(__name__)
 
-SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "shapes")
 PAGE = os.path.join(os.path.dirname(__file__), "page", "index.html")
 MAX_BODY = 64 * 1024
 MAX_CAPTIONS = 8
@@ -146,9 +145,9 @@ class Generator:
         results = []
         for i, caption in enumerate(captions):
             samples = [
-                _sample(out["images"], out["attention"], i, j, len(out["words"][i]), out["words"][i], top_k)
+                _sample(out["images"], out["attention"], i, j, out["words"][i], top_k)
                 for j in range(num_samples)
-            ]  # fmt: skip
+            ]
             results.append(
                 {"caption": caption, "words": out["words"][i], "unknown": out["unknown"][i],
                  "samples": samples}
@@ -161,11 +160,11 @@ class Generator:
         }
 
 
-def _sample(images, attention, i: int, j: int, n_words: int, words, top_k: int) -> dict:
+def _sample(images, attention, i: int, j: int, words: list[str], top_k: int) -> dict:
     stages = [to_uint8(x[i, j]) for x in images]  # per stage (S, S, 3) uint8
     att = []
     for a, amap in enumerate(attention):  # map a belongs to stage a + 1
-        tiles = attention_tiles(stages[a + 1], amap[i, j], n_words, top_k)
+        tiles = attention_tiles(stages[a + 1], amap[i, j], len(words), top_k)
         att.append(
             {"stage": a + 1, "size": int(stages[a + 1].shape[0]),
              "words": [{"index": t, "word": words[t], "png": png_base64(tile)} for t, tile in tiles]}
@@ -258,7 +257,7 @@ def make_server(directory: str | None = None, host: str = "127.0.0.1", port: int
 
     ``port=0`` picks a free port (``server.server_address`` says which).
     """
-    gen = Generator(directory or SHIPPED_MODEL)
+    gen = Generator(directory or model_dir.SHIPPED_MODEL)
     server = ThreadingHTTPServer((host, port), make_handler(gen))
     server.daemon_threads = True
     server.generator = gen

@@ -11,6 +11,7 @@ import threading
 import pytest
 from PIL import Image
 
+from attngan_jax import model_dir
 from attngan_jax.eval import sampling, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def page_url():
-    assert os.path.isfile(os.path.join(serve.SHIPPED_MODEL, "model.json")), (
+    assert os.path.isfile(os.path.join(model_dir.SHIPPED_MODEL, "model.json")), (
         "the shipped model is missing: python scripts/ship_shapes_model.py --train"
     )
     srv = serve.make_server(None, port=0)  # the shipped model
@@ -61,7 +62,7 @@ def _wait(driver, cond, timeout=180):
 def test_page_generates_every_stage_and_attention_map(page_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    spec = sampling.load_model(serve.SHIPPED_MODEL).spec
+    spec = sampling.load_model(model_dir.SHIPPED_MODEL).spec
     d = browser
     d.get(page_url)
     _wait(d, lambda d: "model: shapes" in d.find_element(By.ID, "model").text)
