@@ -169,9 +169,8 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
     init_args = tuple  # a random trunk ("random") or the small trunk
     if config_lib.inception_weights_path(config) is not None:
         init_args = lambda: (damsm.load_inception_trunk(config, spec, size),)  # noqa: E731
-    tables = None
-    if config.damsm.mirror_negatives:
-        tables = negatives.swap_tables(load_vocabulary(data_path).ixtoword)
+    vocab = load_vocabulary(data_path)
+    tables = negatives.swap_tables(vocab.ixtoword) if config.damsm.mirror_negatives else None
     step_fn = damsm.make_train_step(config, spec, tx, spe, tables)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
@@ -200,7 +199,6 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
         "text": {"params": state.params["text"]},
         "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
     }
-    vocab = Vocabulary.load(pipeline.vocabulary_path(data_path))
     _export(
         workdir,
         lambda: model_dir.save_damsm(workdir, encoders),

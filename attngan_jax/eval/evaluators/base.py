@@ -75,6 +75,7 @@ class GeneratedBatch:
     lens: np.ndarray
     record: dict
     n: int
+    _inception: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def uint8(self) -> np.ndarray:
@@ -83,10 +84,9 @@ class GeneratedBatch:
 
     def inception(self, net: EvalInception) -> tuple[np.ndarray, np.ndarray | None]:
         """``net(uint8)`` = (pool features, logits), computed once per batch and network."""
-        cache = self.__dict__.setdefault("_inception", {})
-        if id(net) not in cache:
-            cache[id(net)] = net(self.uint8)
-        return cache[id(net)]
+        if id(net) not in self._inception:
+            self._inception[id(net)] = net(self.uint8)
+        return self._inception[id(net)]
 
 
 class Evaluator(Protocol):
