@@ -1,14 +1,12 @@
 """Generator, word/region attention and the generator converter."""
 
 import functools
-import os
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from paths import KEYS_TSV
+from paths import state_dict_section
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.generator import (
@@ -261,19 +259,6 @@ def test_init_follows_weights_init(tiny_vars):
 # ----------------------------------------------------------------------------- converter
 
 
-def _tsv_section(title: str) -> dict[str, np.ndarray]:
-    assert os.path.exists(KEYS_TSV), f"missing {KEYS_TSV}"
-    sd, on = {}, False
-    for line in open(KEYS_TSV):
-        if line.startswith("## "):
-            on = line.startswith(f"## {title}:")
-        elif on and line.strip() and not line.startswith("#"):
-            key, shape = line.rstrip("\n").split("\t")
-            sd[key] = np.zeros(tuple(int(s) for s in re.findall(r"\d+", shape)), np.float32)
-    assert sd, title
-    return sd
-
-
 @pytest.mark.parametrize(
     "title,module",
     [
@@ -283,7 +268,7 @@ def _tsv_section(title: str) -> dict[str, np.ndarray]:
     ],
 )
 def test_converts_release_key_layouts(title, module):
-    sd = _tsv_section(title)
+    sd = state_dict_section(title)
     variables = convert_generator(sd, module, source=title)
     n = sum(v.size for v in jax.tree.leaves(variables["params"]))
     assert n == _count(module)
@@ -291,7 +276,9 @@ def test_converts_release_key_layouts(title, module):
 
 def test_wrong_gf_dim_names_key_shapes_and_cause():
     with pytest.raises(ConversionError) as e:
-        convert_generator(_tsv_section("birds netG"), GeneratorCOCO(), source="bird_AttnGAN2.pth")
+        convert_generator(
+            state_dict_section("birds netG"), GeneratorCOCO(), source="bird_AttnGAN2.pth"
+        )
     msg = str(e.value)
     assert "h_net1.fc.0.weight" in msg and "(16384, 200)" in msg and "(24576, 200)" in msg
     assert "gf_dim" in msg and "bird_AttnGAN2.pth" in msg

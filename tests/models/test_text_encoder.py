@@ -1,13 +1,10 @@
 """RNNEncoder: parameter counts, packed semantics vs a NumPy LSTM, dropout, converter."""
 
-import os
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from paths import KEYS_TSV
+from paths import state_dict_section
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.text_encoder import (
@@ -171,25 +168,12 @@ def test_module_from_state_dict():
     assert (m.vocab_size, m.embed_dim, m.hidden_dim) == (V, E, D)
 
 
-def _tsv_section(title: str) -> dict[str, np.ndarray]:
-    assert os.path.exists(KEYS_TSV), f"missing {KEYS_TSV}"
-    sd, on = {}, False
-    for line in open(KEYS_TSV):
-        if line.startswith("## "):
-            on = line.startswith(f"## {title}:")
-        elif on and line.strip() and not line.startswith("#"):
-            key, shape = line.rstrip("\n").split("\t")
-            sd[key] = np.zeros(tuple(int(s) for s in re.findall(r"\d+", shape)), np.float32)
-    assert sd, title
-    return sd
-
-
 @pytest.mark.parametrize(
     "title,module",
     [("birds text_encoder", RNNEncoderBirds()), ("coco text_encoder", RNNEncoderCOCO())],
 )
 def test_converts_release_key_layout(title, module):
-    sd = _tsv_section(title)
+    sd = state_dict_section(title)
     variables = convert_text_encoder(sd, module, source=title)
     n = sum(v.size for v in jax.tree.leaves(variables["params"]))
     assert n == sum(v.size for v in sd.values()) == _count(module)
