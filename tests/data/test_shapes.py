@@ -253,3 +253,85 @@ def test_render_speed():
     elapsed = time.perf_counter() - start
     print(f"rendered 256 images at 64x64 in {elapsed:.3f} s")
     assert len(images) == 256
+
+
+def _blurred(image, sigma):
+    from scipy import ndimage
+
+    if not sigma:
+        return image
+    out = np.stack([ndimage.gaussian_filter(image[..., c].astype(float), sigma) for c in range(3)])
+    return np.clip(np.rint(np.moveaxis(out, 0, -1)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_oracle_shapes_and_counts_on_renders(size):
+    """Calibration (docs/shapes_demo.md): the dataset's own renders, sharp and blurred.
+
+    Every object's shape and the object count are right on every render at 32 and 64 px up to a
+    1-px Gaussian blur, and at 16 px up to 0.5 px (at 16 px a 1-px blur leaves small objects a
+    few blurred pixels: ~0.7 of their shapes and ~0.99 of the counts are read right).
+    """
+    src = S.ShapesSource(num_train=1, num_test=80, image_size=64, seed=4)
+    for sigma in (0.0, 0.5, 1.0):
+        shapes_ok = shapes_n = counts_ok = 0
+        for i in range(80):
+            scene = src.scene("test", i)
+            objs = O.detect_objects(_blurred(S.render(scene, size, i), sigma))
+            counts_ok += len(objs) == len(scene.objects)
+            for ob in scene.objects:
+                match = [o for o in objs if o.colour == ob.colour]
+                shapes_ok += bool(match) and match[0].shape == ob.shape
+                shapes_n += 1
+        if size >= 32 or sigma <= 0.5:
+            assert counts_ok == 80, (size, sigma, counts_ok)
+            assert shapes_ok == shapes_n, (size, sigma, shapes_ok, shapes_n)
+        else:
+            assert counts_ok >= 77, (size, sigma, counts_ok)
+            assert shapes_ok >= 0.55 * shapes_n, (size, sigma, shapes_ok, shapes_n)
+
+
+def test_oracle_sees_wrong_shapes_and_extra_objects(test_set):
+    """Captions naming another shape fail shape_single; an object drawn twice fails the count."""
+    _, exs, caps, scenes = test_set
+    images, texts, doubled = [], [], []
+    for ex, scene in zip(exs, scenes):
+        if len(scene.objects) != 1:
+            continue
+        obj = scene.objects[0]
+        other = S.SHAPES[(S.SHAPES.index(obj.shape) + 1) % 3]
+        images.append(ex.image)
+        texts.append(f"a {obj.colour} {other}")
+        # The same object twice, side by side.
+        twins = tuple(
+            S.ShapeObject(obj.colour, obj.shape, obj.size, (x, 0.5)) for x in (0.25, 0.75)
+        )
+        doubled.append(S.render(S.Scene(twins, relation="left", background=scene.background), 64))
+    wrong = O.score(images, texts)
+    assert wrong["n_shape_single"] > 80 and wrong["shape_single"] <= 0.02, wrong
+    assert wrong["colour_single"] >= 0.97 and wrong["count_single"] >= 0.97, wrong
+    twice = O.score(
+        doubled, [f"a {s.objects[0].colour} shape" for s in scenes if len(s.objects) == 1]
+    )
+    assert twice["count_single"] <= 0.1, twice
+
+
+def test_attention_localisation():
+    """A map on the object scores ~1, a uniform map the object's area, a map elsewhere ~0."""
+    obj = S.ShapeObject("red", "square", "large", (0.25, 0.5))
+    image = S.render(S.Scene((obj,), position="left"), 32)
+    words = ["a", "red", "square", "on", "the", "left"]
+    region = O.detect_objects(image)[0].mask.reshape(16, 2, 16, 2).mean(axis=(1, 3))
+    on = np.zeros((6, 16, 16))
+    on[1] = on[2] = region >= 1.0  # the cells wholly inside the object
+    res = O.attention_localisation(on, words, image)
+    assert [k for k, _, _ in res] == ["colour", "shape"]
+    for _, inside, area in res:
+        assert inside == pytest.approx(1.0) and area == pytest.approx(region.mean())
+    uniform = O.attention_localisation(np.ones((6, 16, 16)), words, image)
+    assert all(inside == pytest.approx(area) for _, inside, area in uniform)
+    elsewhere = np.zeros((6, 16, 16))
+    elsewhere[:, :, 12:] = 1.0
+    assert all(inside < 0.01 for _, inside, _ in O.attention_localisation(elsewhere, words, image))
+    # An object the image lacks is not scored.
+    assert O.attention_localisation(on, ["a", "blue", "circle"], image) == []

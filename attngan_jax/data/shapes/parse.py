@@ -93,7 +93,8 @@ class CaptionSpec:
         return [o.colour for o in self.objects if o.colour is not None]
 
 
-def _shape_word(token: str) -> str | None:
+def shape_word(token: str) -> str | None:
+    """The shape a word names ('disc' -> 'circle', plurals too), or None."""
     if token in _P_SHAPE:
         return _P_SHAPE[token]
     return _P_SHAPE.get(token[:-1]) if token.endswith("s") else None  # plural
@@ -122,11 +123,11 @@ def parse_caption(text: str) -> CaptionSpec:
             tokens[j] in COLOURS
             or tokens[j] in _P_SIZE
             or tokens[j] in _P_FILLER
-            or _shape_word(tokens[j])
+            or shape_word(tokens[j])
         ):
             t = tokens[j]
             spec.colour = spec.colour or (t if t in COLOURS else None)
-            spec.shape = spec.shape or _shape_word(t)
+            spec.shape = spec.shape or shape_word(t)
             spec.size = spec.size or _P_SIZE.get(t)
             j += 1
         if spec.colour or spec.shape:

@@ -199,22 +199,40 @@ def sample_scene(
 # ------------------------------------------------------------------------------------ rendering
 
 
-def _signed_distance(obj: ShapeObject, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Exact signed distance to the shape's outline (negative inside), image-side units.
+def shape_area(shape: str, radius: float) -> float:
+    """Area of a shape of "radius" ``radius`` (:data:`HALF_EXTENT` units), same units squared."""
+    if shape == "circle":
+        return float(np.pi * radius**2)
+    if shape == "square":
+        return float((2 * _SQUARE_HALF * radius) ** 2)
+    return float(_SQRT3 / 4 * (2 * _TRIANGLE_HALF * radius) ** 2)  # equilateral triangle
+
+
+def centroid_offset(shape: str, radius: float) -> float:
+    """How far (y down) a shape's centroid lies below its bounding box's centre."""
+    return _TRIANGLE_HALF * radius / (2 * _SQRT3) if shape == "triangle" else 0.0
+
+
+def signed_distance(
+    shape: str, radius: float, center: tuple[float, float], x: np.ndarray, y: np.ndarray
+) -> np.ndarray:
+    """Exact signed distance to a shape's outline (negative inside), in the units of x and y.
 
     Args:
-        obj: the shape.
+        shape: one of :data:`SHAPES`.
+        radius: the shape's "radius" (:data:`HALF_EXTENT` of its size, or any other value).
+        center: ``(x, y)`` centre of its bounding box.
         x: (1, S) pixel-centre x coordinates.
         y: (S, 1) pixel-centre y coordinates.
 
     Returns:
         (S, S) signed distances.
     """
-    r = HALF_EXTENT[obj.size]
-    px, py = x - obj.center[0], y - obj.center[1]
-    if obj.shape == "circle":
+    r = radius
+    px, py = x - center[0], y - center[1]
+    if shape == "circle":
         return np.hypot(px, py) - r
-    if obj.shape == "square":
+    if shape == "square":
         qx, qy = np.abs(px) - _SQUARE_HALF * r, np.abs(py) - _SQUARE_HALF * r
         outside = np.hypot(np.maximum(qx, 0.0), np.maximum(qy, 0.0))
         return outside + np.minimum(np.maximum(qx, qy), 0.0)
@@ -230,6 +248,11 @@ def _signed_distance(obj: ShapeObject, x: np.ndarray, y: np.ndarray) -> np.ndarr
     )
     px = px - np.clip(px, -2 * h, 0.0)
     return -np.hypot(px, py) * np.sign(py)
+
+
+def _signed_distance(obj: ShapeObject, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`signed_distance` of one object of a scene (image-side units)."""
+    return signed_distance(obj.shape, HALF_EXTENT[obj.size], obj.center, x, y)
 
 
 def render(
