@@ -65,7 +65,9 @@ _FID_REF = flags.DEFINE_string(
     "fid_reference", "test", "metrics: reference .npz (mu, sigma) or a split name."
 )
 _METRICS = flags.DEFINE_list(
-    "metrics", ["is", "fid", "r_precision", "caption_fidelity"], "metrics: which."
+    "metrics",
+    ["is", "fid", "r_precision", "caption_fidelity", "attention_localisation"],
+    "metrics: which.",
 )
 _ALL = flags.DEFINE_bool(
     "all", False, "metrics: score every unscored model directory below --workdir."

@@ -150,11 +150,20 @@ def evaluate_all(root: str, generator: str = "ema", **kwargs) -> dict[str, dict 
 
 def format_metrics(out: dict) -> str:
     """One readable line of a metrics dict (values, then the skipped metrics with their reasons)."""
+
+    def nested(d: dict) -> str:  # per-stage figures: {16: {...}, 32: {...}}
+        items = []
+        for a, b in sorted(d.items()):
+            if isinstance(b, dict):
+                items.append(f"{a}: {{{nested(b)}}}")
+            elif isinstance(b, float):
+                items.append(f"{a}={b:.4g}")
+        return ", ".join(items)
+
     parts = []
     for k, v in sorted(out.get("metrics", {}).items()):
         if isinstance(v, dict):
-            v = ", ".join(f"{a}={b:.4g}" for a, b in sorted(v.items()) if isinstance(b, float))
-            parts.append(f"{k}: {{{v}}}")
+            parts.append(f"{k}: {{{nested(v)}}}")
         else:
             parts.append(f"{k}={v:.4g}")
     for k, why in sorted(out.get("skipped", {}).items()):

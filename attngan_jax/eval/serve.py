@@ -21,7 +21,8 @@ JSON endpoint (for notebooks and other clients)::
                                                                 "png": BASE64}, ...]}]}]}]}
     -> 400 {"error": "..."}   bad JSON, an empty caption, no known word, out-of-range numbers,
                               a body over 64 KB
-    GET /api/info        -> {"dataset", "stages", "vocab_size", "words_num", "examples"}
+    GET /api/info        -> {"model", "model_dir", "dataset", "stages", "vocab_size", "words_num",
+                             "examples"}
 
 Images are the same as ``eval.py --mode=sample`` and :func:`attngan_jax.eval.sampling.generate`
 give for the same caption and seed (sample ``j`` of caption ``i``: noise item
@@ -113,6 +114,23 @@ def parse_request(req: Any) -> tuple[list[str], int, int, int]:
     return captions, seed, num_samples, top_k
 
 
+def model_name(directory: str) -> str:
+    """What the page calls a model: the shipped one by its provenance, others by their run's name.
+
+    A path would name the machine's folders in screenshots; the run's name (``runs/shapes`` for
+    ``runs/shapes/attngan``) is what a user typed.
+    """
+    prov = os.path.join(directory, "provenance.json")
+    if os.path.exists(prov):
+        with open(prov) as f:
+            p = json.load(f)
+        return f"the shipped shapes demo model (commit {str(p.get('commit', '?'))[:7]})"
+    path = os.path.abspath(directory)
+    if os.path.basename(path) in ("attngan", "damsm"):
+        path = os.path.dirname(path)
+    return os.path.basename(path)
+
+
 class Generator:
     """A loaded model and what the endpoint does with it (thread-safe)."""
 
@@ -125,6 +143,7 @@ class Generator:
         """What the page shows about the model."""
         spec = self.model.spec
         return {
+            "model": model_name(self.directory),
             "model_dir": os.path.abspath(self.directory),
             "dataset": spec.dataset,
             "stages": list(spec.image_sizes),

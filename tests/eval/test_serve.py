@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ import pytest
 from eval_fixtures import make_model_dir
 from PIL import Image
 
+from attngan_jax import model_dir
 from attngan_jax.data.shapes import IXTOWORD
 from attngan_jax.data.vocab import Vocabulary
 from attngan_jax.eval import run as eval_run
@@ -144,6 +146,9 @@ def test_unknown_paths_and_info(server):
     assert info["dataset"] == "shapes" and info["stages"] == list(
         sampling.load_model(d).spec.image_sizes
     )
+    # The page names the model without a path of this machine (screenshots travel).
+    assert info["model"] == os.path.basename(os.path.abspath(d)) and os.sep not in info["model"]
+    assert serve.model_name(model_dir.SHIPPED_MODEL).startswith("the shipped shapes demo model")
     with urllib.request.urlopen(_url(srv, "/"), timeout=30) as r:
         assert b"Generate" in r.read()
     with pytest.raises(urllib.error.HTTPError) as e:

@@ -14,7 +14,10 @@ counters.
   ``DIR/eval/fid_ref_<dataset>_<split>_<kind>_<size>.npz``.
 * ``r_precision``: the DAMSM protocol with the model directory's own encoders (true caption among
   99 mismatched ones of other classes; other images for COCO/custom), 10 folds.
-* ``caption_fidelity``: the shapes oracle (shapes dataset only).
+* ``caption_fidelity``: the shapes oracle (shapes dataset only), for the final stage and, as
+  ``caption_fidelity_per_stage``, for every stage.
+* ``attention_localisation``: the share of each colour / shape word's attention that falls on the
+  object it names, per attending stage (shapes dataset only).
 
 Each metric is an evaluator (:mod:`.base`: built from a context, ``update`` per batch, ``result``
 once) in a module of its own; :func:`evaluate` generates the images once and feeds every requested
@@ -37,6 +40,7 @@ from attngan_jax.data import pipeline
 from attngan_jax.data.tfds_builders import dataset_dir, is_prepared
 from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.eval import sampling
+from attngan_jax.eval.evaluators.attention_localisation import AttentionLocalisation
 from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, Skip
 from attngan_jax.eval.evaluators.caption_fidelity import CaptionFidelity
 from attngan_jax.eval.evaluators.fid import FID
@@ -44,8 +48,10 @@ from attngan_jax.eval.evaluators.inception_score import InceptionScore
 from attngan_jax.eval.evaluators.r_precision import RPrecision
 from attngan_jax.runtime.observe import MetricWriter, progress
 
-EVALUATORS = {e.name: e for e in (InceptionScore, FID, RPrecision, CaptionFidelity)}
-METRICS = tuple(EVALUATORS)  # ("is", "fid", "r_precision", "caption_fidelity")
+EVALUATORS = {
+    e.name: e for e in (InceptionScore, FID, RPrecision, CaptionFidelity, AttentionLocalisation)
+}
+METRICS = tuple(EVALUATORS)  # is, fid, r_precision, caption_fidelity, attention_localisation
 
 
 def resolve_data_path(data_dir: str | None, dataset: str) -> str:
@@ -90,8 +96,11 @@ def generated_batches(ctx: Context, generator: str):
         ids, lens = np.asarray(batch["captions"])[:n], np.asarray(batch["cap_lens"])[:n]
         items = np.arange(done, done + n)
         z, eps = sampling.sample_noise(ctx.seed, items, spec.z_dim, spec.condition_dim)
-        imgs, _ = sampling.generate_batch(m, ids, lens, z, eps)
-        yield GeneratedBatch(final=imgs[-1], ids=ids, lens=lens, record=batch, n=n)
+        imgs, atts = sampling.generate_batch(m, ids, lens, z, eps)
+        yield GeneratedBatch(
+            final=imgs[-1], ids=ids, lens=lens, record=batch, n=n,
+            stages=tuple(imgs), attention=tuple(atts),
+        )  # fmt: skip
         done += n
         bar.update(n)
         if done >= ctx.num_images:

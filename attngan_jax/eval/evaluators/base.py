@@ -68,6 +68,8 @@ class GeneratedBatch:
         ids: (n, T) int32 caption word ids; lens: (n,) their lengths.
         record: the loader's batch (``index``, ``class_ids``, ...; rows beyond ``n`` unused).
         n: number of images.
+        stages: every stage's images (n, S_i, S_i, 3), the last one being ``final``.
+        attention: per attending stage (stages 1, 2, ...) the word attention (n, T, s_i, s_i).
     """
 
     final: np.ndarray
@@ -75,6 +77,8 @@ class GeneratedBatch:
     lens: np.ndarray
     record: dict
     n: int
+    stages: tuple[np.ndarray, ...] = ()
+    attention: tuple[np.ndarray, ...] = ()
     _inception: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @functools.cached_property

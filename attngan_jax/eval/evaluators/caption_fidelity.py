@@ -1,7 +1,10 @@
 """Caption fidelity of the shapes dataset: does the image show what its caption says?
 
 The procedural oracle (:mod:`attngan_jax.data.shapes.oracle`) parses each caption and checks the
-generated image for every criterion the caption names (colour, shape, position, both objects).
+generated image for every criterion the caption names (colour, shape, object count, position, both
+objects). Every stage is scored: ``caption_fidelity`` is the final stage's figures,
+``caption_fidelity_per_stage`` maps each stage's image size to its figures, so the refinement
+stages' contribution is a number.
 """
 
 from __future__ import annotations
@@ -12,8 +15,32 @@ from attngan_jax.data.shapes import oracle
 from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
 
 
+class _Counts:
+    """Oracle hits per criterion over a stream of images."""
+
+    def __init__(self):
+        self.hits = {c: 0 for c in oracle.CRITERIA}
+        self.counts = {c: 0 for c in oracle.CRITERIA}
+        self.n = 0
+
+    def add(self, images, texts) -> None:
+        for image, text in zip(images, texts):
+            for criterion, ok in oracle.check(image, text).items():
+                self.counts[criterion] += 1
+                self.hits[criterion] += int(ok)
+        self.n += len(texts)
+
+    def result(self) -> dict[str, float]:
+        out: dict[str, float] = {"n": self.n}
+        for c in oracle.CRITERIA:
+            k = self.counts[c]
+            out[c] = self.hits[c] / k if k else float("nan")
+            out["n_" + c] = k
+        return out
+
+
 class CaptionFidelity:
-    """Counts the oracle's hits per criterion."""
+    """Counts the oracle's hits per criterion, for every stage."""
 
     name = "caption_fidelity"
 
@@ -21,25 +48,22 @@ class CaptionFidelity:
         if ctx.dataset != "shapes":
             raise Skip(f"only for the shapes dataset (this is {ctx.dataset!r})")
         self.vocab = ctx.model.vocab
-        self.hits: dict[str, float] = {}
-        self.n = 0
+        self.sizes = [int(s) for s in ctx.spec.image_sizes]
+        self.stages = [_Counts() for _ in self.sizes]
         self.info: dict[str, Any] = {}
 
     def update(self, batch: GeneratedBatch) -> None:
-        """Scores the batch's final images against their captions."""
+        """Scores every stage's images of the batch against their captions."""
         texts = [self.vocab.decode(batch.ids[b, : batch.lens[b]]) for b in range(batch.n)]
-        r = oracle.score(batch.final, texts)
-        for c in oracle.CRITERIA:
-            if r["n_" + c]:
-                self.hits[c] = self.hits.get(c, 0.0) + r[c] * r["n_" + c]
-            self.hits["n_" + c] = self.hits.get("n_" + c, 0) + r["n_" + c]
-        self.n += batch.n
+        stages = batch.stages or (batch.final,)
+        counts = self.stages[-len(stages) :]
+        for images, c in zip(stages, counts):
+            c.add(images[: batch.n], texts)
 
     def result(self) -> dict[str, Any]:
-        """``caption_fidelity``: per criterion the hit rate and the count it is over."""
-        cf: dict[str, float] = {"n": self.n}
-        for c in oracle.CRITERIA:
-            k = self.hits.get("n_" + c, 0)
-            cf[c] = self.hits.get(c, 0.0) / k if k else float("nan")
-            cf["n_" + c] = k
-        return {"caption_fidelity": cf}
+        """``caption_fidelity`` (final stage) and ``caption_fidelity_per_stage`` ({size: ...})."""
+        per_stage = {str(s): c.result() for s, c in zip(self.sizes, self.stages) if c.n}
+        return {
+            "caption_fidelity": self.stages[-1].result(),
+            "caption_fidelity_per_stage": per_stage,
+        }
