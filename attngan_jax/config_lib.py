@@ -106,6 +106,9 @@ def base_config() -> mlc.ConfigDict:
     c.damsm.dropout = 0.5
     c.damsm.class_masking = True  # same-class pairs are not negatives (reference §8.2)
     c.damsm.mirror_negatives = False  # mirrored image + swapped position words as negatives
+    # Not in the original: each image's caption with one object's shape word renamed is an
+    # extra negative of its row (data/negatives.reshape_captions).
+    c.damsm.reshape_negatives = False
 
     c.gan = mlc.ConfigDict()
     c.gan.batch_size = 20
@@ -131,6 +134,12 @@ def base_config() -> mlc.ConfigDict:
     # Not in the original: half of the hard captions of two-colour captions rename the second
     # colour instead (damsm.recolour_captions); needs mirror_negatives_d or _g.
     c.gan.recolour_negatives = False
+    # Not in the original: a second hard caption per image, its caption with one object's shape
+    # renamed (negatives.reshape_captions); needs mirror_negatives_d or _g.
+    c.gan.reshape_negatives = False
+    # Not in the original: the discriminators see real images with every object drawn twice
+    # (negatives.duplicate_objects) as mismatches of their captions.
+    c.gan.duplicate_negatives = False
 
     c.log_every = 100
     c.checkpoint_every = 2000
@@ -254,6 +263,13 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.gan.mirror_negatives_d = True
     c.gan.mirror_negatives_g = True
     c.gan.recolour_negatives = True
+    # Shapes and counts (docs/shapes_demo.md): nothing above tells a circle from a square, and
+    # the generator hedged with several blobs of the named colour. The captions with one shape
+    # renamed are negatives of DAMSM, the discriminators and the generator's DAMSM term; real
+    # images with every object drawn twice are mismatches for the discriminators.
+    c.damsm.reshape_negatives = True
+    c.gan.reshape_negatives = True
+    c.gan.duplicate_negatives = True
     # In the GAN's DAMSM term the shapes class (colour x shape of the first object) is masked as
     # in the original: the measured default (in the mirrored runs, turning it off lowered
     # single-object colour fidelity from 90 % to 72 %).
@@ -392,11 +408,12 @@ def validate(config: mlc.ConfigDict) -> None:
         if max(sizes) > 256:
             raise _bad("data.image_sizes", sizes, "the discriminators go up to 256")
     gan = config.gan
-    if gan.recolour_negatives and not (gan.mirror_negatives_d or gan.mirror_negatives_g):
-        raise _bad(
-            "gan.recolour_negatives", True,
-            "changes the hard captions of gan.mirror_negatives_d/_g: turn one of them on",
-        )  # fmt: skip
+    for key in ("recolour_negatives", "reshape_negatives"):
+        if gan[key] and not (gan.mirror_negatives_d or gan.mirror_negatives_g):
+            raise _bad(
+                f"gan.{key}", True,
+                "changes the hard captions of gan.mirror_negatives_d/_g: turn one of them on",
+            )  # fmt: skip
     if config.phase == "attngan":
         d = gan.damsm_checkpoint
         if not d:

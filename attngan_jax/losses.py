@@ -59,8 +59,9 @@ def matching_cross_entropy(
     Args:
         scores: (B, B) similarity logits, rows = images, columns = texts.
         class_ids: (B,) int class ids, or None for no masking.
-        hard: optional (B,) logits of one extra negative caption per image (row), −inf where a
-            row has none; they join the rows' softmax (``loss0``) only. Not in the original.
+        hard: optional (B,) or (B, K) logits of one (K) extra negative caption(s) per image
+            (row), −inf where a row has none; they join the rows' softmax (``loss0``) only. Not in
+            the original.
 
     Returns:
         ``(loss0, loss1)``: mean CE over rows of ``scores`` and of ``scores.T``.
@@ -68,14 +69,20 @@ def matching_cross_entropy(
     if class_ids is not None:
         scores = jnp.where(class_mask(jnp.asarray(class_ids)), -jnp.inf, scores)
     diag = jnp.diagonal(scores)  # (B,)
-    rows = scores if hard is None else jnp.concatenate([scores, hard[:, None]], axis=1)
+    if hard is not None:
+        hard = hard[:, None] if hard.ndim == 1 else hard  # (B, K)
+    rows = scores if hard is None else jnp.concatenate([scores, hard], axis=1)
     loss0 = jnp.mean(jax.nn.logsumexp(rows, axis=1) - diag)
     loss1 = jnp.mean(jax.nn.logsumexp(scores, axis=0) - diag)
     return loss0, loss1
 
 
 def sent_loss(
-    cnn_code: Array, sent_emb: Array, class_ids: Array | None, gamma3: float
+    cnn_code: Array,
+    sent_emb: Array,
+    class_ids: Array | None,
+    gamma3: float,
+    hard: Array | None = None,
 ) -> tuple[Array, Array]:
     """DAMSM sentence loss (paper Eq. 11-13 with Q = image, D = sentence vectors; ref. §8.3).
 
@@ -84,11 +91,13 @@ def sent_loss(
         sent_emb: sentence embeddings (B, D).
         class_ids: (B,) int class ids for masking same-class pairs, or None.
         gamma3: GAMMA3 (10).
+        hard: optional (B, K) scores of extra negative captions per image
+            (:func:`hard_caption_scores`); not in the original.
 
     Returns:
         ``(loss0, loss1)``: each image picks its sentence / each sentence picks its image (means).
     """
-    return matching_cross_entropy(sentence_scores(cnn_code, sent_emb, gamma3), class_ids)
+    return matching_cross_entropy(sentence_scores(cnn_code, sent_emb, gamma3), class_ids, hard)
 
 
 def sentence_scores(cnn_code: Array, sent_emb: Array, gamma3: float) -> Array:
@@ -166,6 +175,7 @@ def words_loss(
     gamma1: float,
     gamma2: float,
     gamma3: float,
+    hard: Array | None = None,
 ) -> tuple[Array, Array, Array]:
     """DAMSM word loss (paper Eq. 7-10 and 11-13 with the word-level score; ref. §8.4).
 
@@ -180,6 +190,8 @@ def words_loss(
         gamma1: GAMMA1 (4 birds), sharpness of the attention over regions, Eq. (9).
         gamma2: GAMMA2 (5), weight of the word scores in Eq. (10).
         gamma3: GAMMA3 (10), smoothing of the posterior, Eq. (11).
+        hard: optional (B, K) word-level scores of extra negative captions per image
+            (:func:`hard_caption_scores`); not in the original.
 
     Returns:
         ``(loss0, loss1, att_maps)``: mean CEs (images pick captions / captions pick images) and
@@ -190,10 +202,57 @@ def words_loss(
     t = words_emb.shape[1]
     valid = word_mask(cap_lens, t)  # (B, T)
     scores, attn = word_level_scores(img_features, words_emb, cap_lens, gamma1, gamma2, gamma3)
-    loss0, loss1 = matching_cross_entropy(scores.astype(jnp.float32), class_ids)
+    loss0, loss1 = matching_cross_entropy(scores.astype(jnp.float32), class_ids, hard)
     own = attn[jnp.arange(bsz), jnp.arange(bsz)]  # (B, T, L): caption i over image i
     att_maps = jnp.where(valid[:, :, None], own, 0.0).reshape(bsz, t, h, w)
     return loss0, loss1, att_maps
+
+
+def hard_caption_scores(
+    region_features: Array,
+    cnn_code: Array,
+    hard_words: Array,
+    hard_sent: Array,
+    cap_lens: Array,
+    hard_valid: Array,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
+) -> tuple[Array, Array]:
+    """Word- and sentence-level scores of each image against its own hard negative captions.
+
+    Not in the original: hard captions (the image's own caption with its position words swapped,
+    a colour or a shape renamed) join the image's row of the matching softmax (``loss0``).
+
+    Args:
+        region_features: (B, h, w, D) image regions.
+        cnn_code: (B, D) global image codes.
+        hard_words: (K, B, T, D) or (B, T, D) word features of K hard captions per image.
+        hard_sent: (K, B, D) or (B, D) their sentence vectors.
+        cap_lens: (B,) their lengths (the true captions' lengths).
+        hard_valid: (K, B) or (B,) bool, False where an image has no such caption.
+        gamma1: GAMMA1.
+        gamma2: GAMMA2.
+        gamma3: GAMMA3.
+
+    Returns:
+        ``(word_scores (B, K), sentence_scores (B, K))`` float32, −inf where not valid.
+    """
+    if hard_sent.ndim == 2:  # one kind
+        hard_words, hard_sent, hard_valid = hard_words[None], hard_sent[None], hard_valid[None]
+
+    def own_hard(f, w, n):  # one image against one caption
+        return word_level_scores(f[None], w[None], n[None], gamma1, gamma2, gamma3)[0][0, 0]
+
+    per_kind = jax.vmap(own_hard, in_axes=(None, 0, None))  # over K
+    hard_w = jax.vmap(per_kind, in_axes=(0, 1, 0), out_axes=1)(
+        region_features, hard_words, cap_lens
+    )  # (K, B)
+    hard_s = gamma3 * cosine_similarity(cnn_code[None], hard_sent)  # (K, B)
+    f32 = jnp.float32
+    hard_w = jnp.where(hard_valid, hard_w, -jnp.inf).astype(f32).T
+    hard_s = jnp.where(hard_valid, hard_s, -jnp.inf).astype(f32).T
+    return hard_w, hard_s
 
 
 def kl_loss(mu: Array, logvar: Array) -> Array:
@@ -259,6 +318,7 @@ def discriminator_loss(
     train: bool = True,
     hard_sent_emb: Array | None = None,
     hard_valid: Array | None = None,
+    dup_images: Array | None = None,
 ) -> tuple[Array, PyTree, dict[str, Array]]:
     """The original's ``discriminator_loss`` (ref. §8.5), one D stage.
 
@@ -283,7 +343,12 @@ def discriminator_loss(
             real image (e.g. its caption with left/right swapped). Not in the original: each
             adds a term BCE(cond(real_b, hard_b), 0) (a further BN batch), averaged over the
             rows where ``hard_valid``, with the weight of the wrong term.
-        hard_valid: (B,) bool, the rows that have a hard caption (required with it).
+            (K, B, nef) gives K hard captions per image (one BN batch of K*B).
+        hard_valid: (B,) or (K, B) bool, the rows that have a hard caption (required with it).
+        dup_images: optional (B, S, S, 3) real images with their objects drawn twice
+            (:func:`attngan_jax.data.negatives.duplicate_objects`), with their own captions. Not in
+            the original: a further trunk pass (BN batch) and the term
+            (BCE(cond(dup, sent), 0) + BCE(uncond(dup), 0)) / 2 with the weight of the fake term.
 
     Returns:
         ``(errD, new_batch_stats, logits)``; errD =
@@ -326,13 +391,28 @@ def discriminator_loss(
     if hard_sent_emb is not None:
         if hard_valid is None:
             raise ValueError("hard_sent_emb needs hard_valid (B,) bool")
+        if hard_sent_emb.ndim == 2:  # one hard caption per image
+            hard_sent_emb, hard_valid = hard_sent_emb[None], hard_valid[None]
+        k = hard_sent_emb.shape[0]
+        codes_k = jnp.tile(real_code, (k,) + (1,) * (real_code.ndim - 1))  # (K*B, ...)
+        sents_k = hard_sent_emb.reshape(k * bsz, -1)
         lg["cond_hard"], st = _d_pass(
-            d_apply, params, st, (real_code, hard_sent_emb, train), "cond_logits", train
+            d_apply, params, st, (codes_k, sents_k, train), "cond_logits", train
         )
-        per_row = bce_terms(lg["cond_hard"], 0.0).reshape(bsz, -1).mean(axis=1)  # (B,)
-        w = hard_valid.astype(per_row.dtype)
+        per_row = bce_terms(lg["cond_hard"], 0.0).reshape(k * bsz, -1).mean(axis=1)  # (K*B,)
+        w = hard_valid.reshape(k * bsz).astype(per_row.dtype)
         cond_hard = jnp.sum(w * per_row) / jnp.maximum(jnp.sum(w), 1.0)
         err = err + cond_hard / (3.0 if uncond else 2.0)
+    if dup_images is not None:
+        dup_code, st = _d_pass(d_apply, params, st, (dup_images, train), "__call__", train)
+        lg["cond_dup"], st = _d_pass(
+            d_apply, params, st, (dup_code, sent_emb, train), "cond_logits", train
+        )
+        dup = bce_with_logits(lg["cond_dup"], 0.0)
+        if uncond:
+            lg["uncond_dup"], st = _d_pass(d_apply, params, st, (dup_code,), "uncond_logits", train)
+            dup = (dup + bce_with_logits(lg["uncond_dup"], 0.0)) / 2.0
+        err = err + dup / (3.0 if uncond else 2.0)
     return err, st, lg
 
 
@@ -401,10 +481,11 @@ def damsm_loss(
         gamma3: GAMMA3.
         lam: SMOOTH.LAMBDA (5 birds, 50 COCO, 1 AttnDCGAN).
         hard_words: optional (B, T, D) word features of one hard negative caption per image (its
-            own caption with the position words swapped, say); not in the original. Each image
-            must then also score its caption above that one (an extra column of ``w0``/``s0``).
-        hard_sent: (B, D) sentence vectors of the hard captions (with ``hard_words``).
-        hard_valid: (B,) bool, rows that have a hard caption (with ``hard_words``).
+            own caption with the position words swapped, say), or (K, B, T, D) of K; not in the
+            original. Each image must then also score its caption above those (extra columns of
+            ``w0``/``s0``).
+        hard_sent: (B, D) or (K, B, D) sentence vectors of the hard captions.
+        hard_valid: (B,) or (K, B) bool, where a hard caption exists (with ``hard_words``).
 
     Returns:
         ``(total, parts)`` with ``parts = {"w_loss": λ(w0+w1), "s_loss": λ(s0+s1)}``.
@@ -416,14 +497,10 @@ def damsm_loss(
     if hard_words is not None:
         if hard_sent is None or hard_valid is None:
             raise ValueError("hard_words needs hard_sent (B, D) and hard_valid (B,)")
-
-        def own_hard(f, w, n):  # one image against its own hard caption
-            return word_level_scores(f[None], w[None], n[None], gamma1, gamma2, gamma3)[0][0, 0]
-
-        hard_w = jax.vmap(own_hard)(region_features, hard_words, cap_lens)  # (B,)
-        hard_s = gamma3 * cosine_similarity(cnn_code, hard_sent)  # (B,)
-        hard_w = jnp.where(hard_valid, hard_w, -jnp.inf).astype(f32)
-        hard_s = jnp.where(hard_valid, hard_s, -jnp.inf).astype(f32)
+        hard_w, hard_s = hard_caption_scores(
+            region_features, cnn_code, hard_words, hard_sent, cap_lens, hard_valid,
+            gamma1, gamma2, gamma3,
+        )  # fmt: skip
     w0, w1 = matching_cross_entropy(w_scores.astype(f32), class_ids, hard_w)
     s0, s1 = matching_cross_entropy(s_scores, class_ids, hard_s)
     parts = {"w_loss": lam * (w0 + w1), "s_loss": lam * (s0 + s1)}

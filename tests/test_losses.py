@@ -310,3 +310,50 @@ def test_discriminator_loss_hard_captions(tiny_d):
     assert lg["cond_hard"].shape == (3,)
     with pytest.raises(ValueError, match="hard_valid"):
         L.discriminator_loss(*args, hard_sent_emb=hard)
+
+
+def test_damsm_loss_two_kinds_of_hard_captions():
+    """K hard captions per image are K extra columns: stacked (K, B, ...) = the hand reference."""
+    feats, words, cap_lens = _inputs()
+    r = np.random.default_rng(7)
+    code, sent = r.normal(size=(2, 5, 6)).astype(np.float32)
+    hsent = r.normal(size=(2, 5, 6)).astype(np.float32)
+    hwords = r.normal(size=(2, *words.shape)).astype(np.float32)
+    valid = np.array([[True, False, True, True, False], [True, True, False, True, False]])
+    one, _ = L.damsm_loss(
+        feats, code, words, sent, cap_lens, None, G1, G2, G3, 1.0, hwords[0], hsent[0], valid[0]
+    )
+    stacked1, _ = L.damsm_loss(
+        feats, code, words, sent, cap_lens, None, G1, G2, G3, 1.0, hwords[:1], hsent[:1], valid[:1]
+    )
+    np.testing.assert_allclose(stacked1, one, rtol=1e-6)  # K = 1 stacked = the (B, ...) form
+    _, parts = L.damsm_loss(
+        feats, code, words, sent, cap_lens, None, G1, G2, G3, 1.0, hwords, hsent, valid
+    )
+    sc = G3 * _cos(code[:, None], sent[None])
+    hs = G3 * _cos(code[None], hsent)  # (K, B)
+    rows = [np.concatenate([sc[i], hs[:, i][valid[:, i]]]) for i in range(5)]
+    s0 = np.mean([np.log(np.exp(rw).sum()) - sc[i, i] for i, rw in enumerate(rows)])
+    s1 = np.mean([np.log(np.exp(sc[:, i]).sum()) - sc[i, i] for i in range(5)])
+    np.testing.assert_allclose(parts["s_loss"], s0 + s1, rtol=1e-5)
+    hw, hs2 = L.hard_caption_scores(feats, code, hwords, hsent, cap_lens, valid, G1, G2, G3)
+    assert hw.shape == hs2.shape == (5, 2)
+    own, _ = L.word_level_scores(feats[3:4], hwords[1, 3:4], cap_lens[3:4], G1, G2, G3)
+    np.testing.assert_allclose(hw[3, 1], own[0, 0], rtol=1e-5)
+    assert np.isneginf(hw[4]).all() and np.isneginf(hs2[2, 1])
+
+
+def test_discriminator_loss_kinds_and_duplicates(tiny_d):
+    d, v, real, fake, sent = tiny_d
+    args = (d.apply, v["params"], v["batch_stats"], real, fake, sent, True)
+    hard = np.stack([sent[::-1], sent[[1, 2, 0]]])  # (2, B, nef)
+    valid = np.array([[True, False, True], [True, True, True]])
+    err, _, _ = L.discriminator_loss(*args)
+    err1, _, lg = L.discriminator_loss(*args, hard_sent_emb=hard, hard_valid=valid)
+    per = np.asarray(L.bce_terms(lg["cond_hard"], 0.0))  # (K*B,) kind-major
+    assert lg["cond_hard"].shape == (6,)
+    np.testing.assert_allclose(err1, err + per[valid.ravel()].mean() / 3, rtol=1e-5)
+    dup = np.asarray(real)[:, ::-1]
+    err2, _, lg2 = L.discriminator_loss(*args, dup_images=dup)
+    term = (L.bce_with_logits(lg2["cond_dup"], 0.0) + L.bce_with_logits(lg2["uncond_dup"], 0.0)) / 2
+    np.testing.assert_allclose(err2, err + term / 3, rtol=1e-5)

@@ -133,3 +133,101 @@ def add_mirrored_negatives(batch: Batch, image_key: str, tables) -> Batch:
         "cap_lens": jnp.concatenate([batch["cap_lens"], batch["cap_lens"]]),
         "class_ids": jnp.concatenate([idx, jnp.where(changed, bsz + idx, idx)]),
     }
+
+
+SHAPE_CLASSES = (
+    ("circle", "disc", "disk", "round", "dot", "ball"),
+    ("square", "box", "block", "rectangle"),
+    ("triangle", "triangular"),
+)  # the first word of each class is its replacement word
+
+
+def shape_word_table(ixtoword: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Which shape each word names, and the word that names each shape.
+
+    Returns:
+        ``(word_class (V,) int32, canonical (C,) int32)``: ``word_class[w]`` is the index in
+        :data:`SHAPE_CLASSES` of word ``w`` (-1 for other words); ``canonical[c]`` is the id of
+        class ``c``'s first word (-1 when the vocabulary lacks it).
+    """
+    w2i = {w: i for i, w in enumerate(ixtoword)}
+    word_class = np.full(len(ixtoword), -1, np.int32)
+    canonical = np.full(len(SHAPE_CLASSES), -1, np.int32)
+    for c, words in enumerate(SHAPE_CLASSES):
+        for w in words:
+            if w in w2i:
+                word_class[w2i[w]] = c
+        canonical[c] = w2i.get(words[0], -1)
+    return word_class, canonical
+
+
+def reshape_captions(captions: jax.Array, tables, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Renames the shape of one object of each caption: "a red circle" -> "a red triangle".
+
+    One shape word per caption (drawn uniformly among its shape words) becomes the replacement
+    word of another shape (drawn uniformly among the shapes the vocabulary names). A real image
+    with such a caption is a mismatch that only the object's shape gives away: in-batch
+    mismatches and the mirrored or recoloured captions almost never are.
+
+    Args:
+        captions: (B, L) word ids.
+        tables: ``(word_class, canonical)`` from :func:`shape_word_table`.
+        rng: key of the draws.
+
+    Returns:
+        ``(reshaped (B, L), changed (B,) bool)``; captions without a shape word are returned
+        unchanged with ``changed`` False.
+    """
+    word_class, canonical = (jnp.asarray(t) for t in tables)
+    k_pos, k_new = jax.random.split(rng)
+    cls = word_class[captions]  # (B, L), -1 off shape words
+    is_shape = cls >= 0
+    draw = jnp.where(is_shape, jax.random.uniform(k_pos, captions.shape), -1.0)
+    at = jnp.argmax(draw, axis=1)  # (B,) a random shape word's position
+    old = jnp.take_along_axis(cls, at[:, None], axis=1)  # (B, 1)
+    options = (canonical[None, :] >= 0) & (jnp.arange(canonical.shape[0])[None, :] != old)
+    pick = jnp.where(options, jax.random.uniform(k_new, options.shape), -1.0)  # (B, C)
+    new = canonical[jnp.argmax(pick, axis=1)]  # (B,)
+    changed = jnp.any(is_shape, axis=1) & jnp.any(options, axis=1)
+    hit = changed[:, None] & (jnp.arange(captions.shape[1])[None, :] == at[:, None])
+    return jnp.where(hit, new[:, None], captions), changed
+
+
+def duplicate_objects(images: jax.Array) -> jax.Array:
+    """Real images with their objects drawn twice: one object per colour is all the data shows.
+
+    Each image is composited with a copy of itself rolled by half its side along the axis on
+    which its saturated pixels lie farthest from the middle (a copy of an object on the left
+    lands on the right, one at the top lands at the bottom); the copy's pixels replace the
+    image's where they are more saturated. The result shows every object twice in its colour,
+    which the generator does when it hedges and the dataset never does: a negative for the
+    discriminators (``gan.duplicate_negatives``).
+
+    Args:
+        images: (B, S, S, 3) in [-1, 1] (a flat, light background and saturated objects).
+
+    Returns:
+        (B, S, S, 3) the composited images.
+    """
+    bsz, s = images.shape[0], images.shape[1]
+    rgb = (images + 1.0) * 127.5
+    a = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2  # opponent colour plane (oracle.py)
+    b = jnp.sqrt(3.0) / 2 * (rgb[..., 1] - rgb[..., 2])
+    chroma = jnp.sqrt(a * a + b * b + 1e-6)  # (B, S, S)
+    weight = jax.nn.relu(chroma - 50.0)  # the objects' pixels
+    total = jnp.sum(weight, axis=(1, 2)) + 1e-6
+    t = (jnp.arange(s) + 0.5) / s - 0.5
+    off_x = jnp.abs(jnp.sum(weight * t[None, None, :], axis=(1, 2)) / total)  # (B,)
+    off_y = jnp.abs(jnp.sum(weight * t[None, :, None], axis=(1, 2)) / total)
+    along_x = off_x >= off_y
+    copy = jnp.where(
+        along_x[:, None, None, None],
+        jnp.roll(images, s // 2, axis=2),
+        jnp.roll(images, s // 2, axis=1),
+    )
+    copy_chroma = jnp.where(
+        along_x[:, None, None], jnp.roll(chroma, s // 2, axis=2), jnp.roll(chroma, s // 2, axis=1)
+    )
+    alpha = jnp.clip((copy_chroma - chroma) / 60.0, 0.0, 1.0)[..., None]
+    del bsz
+    return images * (1.0 - alpha) + copy * alpha

@@ -169,9 +169,22 @@ def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, ja
 
 
 def damsm_losses(
-    config, spec: ModelSpec, text, image, params, batch_stats, batch: Batch, rng, train: bool
+    config,
+    spec: ModelSpec,
+    text,
+    image,
+    params,
+    batch_stats,
+    batch: Batch,
+    rng,
+    train: bool,
+    shape_tables=None,
 ):
     """Forward both encoders and the four DAMSM losses.
+
+    With ``shape_tables`` (:func:`~attngan_jax.data.negatives.shape_word_table`,
+    ``damsm.reshape_negatives``) each image's caption with one shape renamed joins its row of
+    ``w0``/``s0`` as a further negative.
 
     Returns:
         ``(total, (metrics, new_batch_stats, aux))`` with aux holding codes for retrieval metrics.
@@ -204,22 +217,44 @@ def damsm_losses(
         rngs={"dropout": rng},
     )
     class_ids = batch["class_ids"] if (d.class_masking or d.mirror_negatives) else None
+    hard_w = hard_s = None
+    if shape_tables is not None:  # damsm.reshape_negatives
+        caps, valid = negatives.reshape_captions(
+            batch["captions"], shape_tables, jax.random.fold_in(rng, 1)
+        )
+        hard_words, hard_sent = text.apply(
+            {"params": params["text"]},
+            caps,
+            batch["cap_lens"],
+            train=train,
+            rngs={"dropout": jax.random.fold_in(rng, 2)},
+        )
+        hard_w, hard_s = losses.hard_caption_scores(
+            features, cnn_code, hard_words, hard_sent, batch["cap_lens"], valid,
+            d.gamma1, d.gamma2, d.gamma3,
+        )  # fmt: skip
     w0, w1, _ = losses.words_loss(
-        features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3
+        features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3, hard_w
     )
-    s0, s1 = losses.sent_loss(cnn_code, sent_emb, class_ids, d.gamma3)
+    s0, s1 = losses.sent_loss(cnn_code, sent_emb, class_ids, d.gamma3, hard_s)
     total = w0 + w1 + s0 + s1
     metrics = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1, "loss": total}
     return total, (metrics, new_stats, {"cnn_code": cnn_code, "sent_emb": sent_emb})
 
 
 def make_train_step(
-    config, spec: ModelSpec, tx: optax.GradientTransformation, steps_per_epoch: int, tables=None
+    config,
+    spec: ModelSpec,
+    tx: optax.GradientTransformation,
+    steps_per_epoch: int,
+    tables=None,
+    shape_tables=None,
 ):
     """``train_step(state, batch) -> (state, metrics)``; pure, to be jitted once.
 
     ``tables`` (from :func:`~attngan_jax.data.negatives.swap_tables`) turns on
-    :func:`~attngan_jax.data.negatives.add_mirrored_negatives`.
+    :func:`~attngan_jax.data.negatives.add_mirrored_negatives`; ``shape_tables`` (from
+    :func:`~attngan_jax.data.negatives.shape_word_table`) the renamed-shape negatives.
     """
     text, image = factory.text_encoder(spec), factory.image_encoder(spec)
 
@@ -231,8 +266,9 @@ def make_train_step(
 
         def loss_fn(params):
             return damsm_losses(
-                config, spec, text, image, params, state.batch_stats, batch, rng, True
-            )
+                config, spec, text, image, params, state.batch_stats, batch, rng, True,
+                shape_tables,
+            )  # fmt: skip
 
         (_, (metrics, new_stats, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
@@ -268,8 +304,13 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(config, spec: ModelSpec):
-    """``eval_step(state, batch) -> metrics``: losses and in-batch retrieval accuracy (eval mode)."""
+def make_eval_step(config, spec: ModelSpec, shape_tables=None):
+    """``eval_step(state, batch) -> metrics``: losses and in-batch retrieval accuracy (eval mode).
+
+    With ``shape_tables`` (:func:`~attngan_jax.data.negatives.shape_word_table`) also
+    ``shape_accuracy``: how often an image's sentence code is closer to its caption than to the
+    caption with one shape renamed (0.5 is blind to shapes).
+    """
     text, image = factory.text_encoder(spec), factory.image_encoder(spec)
 
     def eval_step(state: DAMSMState, batch: Batch):
@@ -283,6 +324,15 @@ def make_eval_step(config, spec: ModelSpec):
         metrics = dict(metrics)
         metrics["retrieval_i2t"] = jnp.mean((jnp.argmax(sim, axis=1) == labels).astype(jnp.float32))
         metrics["retrieval_t2i"] = jnp.mean((jnp.argmax(sim, axis=0) == labels).astype(jnp.float32))
+        if shape_tables is not None:
+            caps, valid = negatives.reshape_captions(batch["captions"], shape_tables, state.rng)
+            _, other = text.apply(
+                {"params": state.params["text"]}, caps, batch["cap_lens"], train=False
+            )
+            other = other / (jnp.linalg.norm(other, axis=-1, keepdims=True) + 1e-8)
+            wins = jnp.sum(img * snt, axis=-1) > jnp.sum(img * other, axis=-1)
+            w = valid.astype(jnp.float32)
+            metrics["shape_accuracy"] = jnp.sum(w * wins) / jnp.maximum(jnp.sum(w), 1.0)
         return metrics
 
     return eval_step

@@ -171,7 +171,10 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
         init_args = lambda: (damsm.load_inception_trunk(config, spec, size),)  # noqa: E731
     vocab = load_vocabulary(data_path)
     tables = negatives.swap_tables(vocab.ixtoword) if config.damsm.mirror_negatives else None
-    step_fn = damsm.make_train_step(config, spec, tx, spe, tables)
+    shape_tables = None
+    if config.damsm.reshape_negatives:
+        shape_tables = negatives.shape_word_table(vocab.ixtoword)
+    step_fn = damsm.make_train_step(config, spec, tx, spe, tables, shape_tables)
     loader = make_loader(config, data_path, "train", d.batch_size, config.seed, True)
 
     def reset_opt(epoch, state):
@@ -194,7 +197,7 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
         init_args=init_args,
         parameters=lambda s: {"text encoder": s.params["text"], "image encoder": s.params["image"]},
     )
-    ev = evaluate_damsm(config, spec, state, data_path, mesh)
+    ev = evaluate_damsm(config, spec, state, data_path, mesh, vocab)
     encoders = {
         "text": {"params": state.params["text"]},
         "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
@@ -210,11 +213,20 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
     return record
 
 
-def evaluate_damsm(config, spec: ModelSpec, state, data_path: str, mesh) -> dict:
-    """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode)."""
+def evaluate_damsm(
+    config, spec: ModelSpec, state, data_path: str, mesh, vocab: Vocabulary | None = None
+) -> dict:
+    """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode).
+
+    With a vocabulary that names shapes, also ``shape_accuracy`` (see ``damsm.make_eval_step``).
+    """
     bs = config.damsm.batch_size
     loader = make_loader(config, data_path, "test", bs, config.seed, False)
-    eval_step = jax.jit(damsm.make_eval_step(config, spec))
+    shape_tables = None
+    if vocab is not None:
+        shape_tables = negatives.shape_word_table(vocab.ixtoword)
+        shape_tables = shape_tables if (shape_tables[1] >= 0).sum() >= 2 else None
+    eval_step = jax.jit(damsm.make_eval_step(config, spec, shape_tables))
     items = []
     for i, batch in enumerate(loader):
         if i >= config.eval.num_batches:
@@ -387,7 +399,9 @@ def _final_evaluation(config, gan_dir: str, data_path: str) -> dict:
         from attngan_jax.eval.evaluators import evaluate
 
         faults.point("evaluate")
-        wanted = ["r_precision"] + (["caption_fidelity"] if config.eval.caption_fidelity else [])
+        wanted = ["r_precision"]
+        if config.eval.caption_fidelity:
+            wanted += ["caption_fidelity", "attention_localisation"]
         result = evaluate(gan_dir, data_path, seed=config.seed, metrics=wanted)
     sharding.barrier("final_evaluation")
     return result

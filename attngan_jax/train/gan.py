@@ -99,16 +99,21 @@ def encode_text(text, encoders: PyTree, batch: Batch):
     return jax.lax.stop_gradient(words), jax.lax.stop_gradient(sent), mask
 
 
-def hard_captions(text, encoders: PyTree, batch: Batch, tables, colour_ids, rng: PRNGKey):
+def hard_captions(
+    text, encoders: PyTree, batch: Batch, tables, colour_ids, rng: PRNGKey, shape_tables=None
+):
     """The hard mismatched captions of a batch, encoded (``gan.mirror_negatives_d/_g``).
 
-    Each caption with a position word is mirrored (:func:`negatives.mirror_captions`); with
-    ``colour_ids`` (``gan.recolour_negatives``) half of the captions naming two colours get, instead
-    of their mirror, a caption whose last-named colour is renamed (:func:`negatives.recolour_captions`).
+    Kind 0: each caption with a position word is mirrored (:func:`negatives.mirror_captions`);
+    with ``colour_ids`` (``gan.recolour_negatives``) half of the captions naming two colours get,
+    instead of their mirror, a caption whose last-named colour is renamed
+    (:func:`negatives.recolour_captions`). Kind 1, with ``shape_tables``
+    (``gan.reshape_negatives``): each caption with one object's shape renamed
+    (:func:`negatives.reshape_captions`).
 
     Returns:
-        ``{"words" (B, L, D), "sent" (B, D), "valid" (B,) bool}``; ``valid`` is False where the
-        caption has no hard negative (nothing to mirror or recolour).
+        ``{"words" (K, B, L, D), "sent" (K, B, D), "valid" (K, B) bool}`` for K kinds; ``valid``
+        is False where the caption has no hard negative of that kind.
     """
     caps_m, _, changed = negatives.mirror_captions(batch["captions"], tables)
     if colour_ids is not None:
@@ -118,10 +123,24 @@ def hard_captions(text, encoders: PyTree, batch: Batch, tables, colour_ids, rng:
         pick = recoloured & jax.random.bernoulli(k_pick, 0.5, recoloured.shape)
         caps_m = jnp.where(pick[:, None], caps_r, caps_m)
         changed = changed | pick
-    words_m, sent_m, _ = encode_text(
-        text, encoders, {"captions": caps_m, "cap_lens": batch["cap_lens"]}
+    kinds, valid = [caps_m], [changed]
+    if shape_tables is not None:
+        caps_s, reshaped = negatives.reshape_captions(
+            batch["captions"], shape_tables, jax.random.fold_in(rng, 3)
+        )
+        kinds.append(caps_s)
+        valid.append(reshaped)
+    k, bsz = len(kinds), batch["captions"].shape[0]
+    words_h, sent_h, _ = encode_text(
+        text,
+        encoders,
+        {"captions": jnp.concatenate(kinds), "cap_lens": jnp.tile(batch["cap_lens"], k)},
     )
-    return {"words": words_m, "sent": sent_m, "valid": changed}
+    return {
+        "words": words_h.reshape(k, bsz, *words_h.shape[1:]),
+        "sent": sent_h.reshape(k, bsz, -1),
+        "valid": jnp.stack(valid),
+    }
 
 
 # ----------------------------------------------------------------------------- 3. discriminators
@@ -133,6 +152,7 @@ def d_update(
     fakes: tuple[jax.Array, ...],
     sent: jax.Array,
     hard: dict | None,
+    dups: dict[str, jax.Array] | None = None,
 ) -> tuple[PyTree, PyTree, PyTree, PyTree, dict]:
     """One Adam step of every discriminator on (real, detached fake, mismatched) (ref. §8.5).
 
@@ -144,6 +164,8 @@ def d_update(
         fakes: per stage (B, S_i, S_i, 3) generated images (no gradient flows into G from here).
         sent: (B, D) sentence vectors.
         hard: hard mismatched captions (:func:`hard_captions`) for the conditional logits, or None.
+        dups: ``{"d<i>": (B, S_i, S_i, 3)}`` real images with their objects drawn twice
+            (``gan.duplicate_negatives``), or None.
 
     Returns:
         ``(d_params, d_stats, d_opt, d_grads, metrics)``; metrics has ``errD<i>``,
@@ -164,6 +186,7 @@ def d_update(
                 d.uncond,
                 hard_sent_emb=None if hard is None else hard["sent"],
                 hard_valid=None if hard is None else hard["valid"],
+                dup_images=None if dups is None else dups[name],
             )
             return err, (st, lg)
 
@@ -174,6 +197,8 @@ def d_update(
         metrics[f"D{i}_fake_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_fake"]))
         if hard is not None:
             metrics[f"D{i}_mirror_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_hard"]))
+        if dups is not None:
+            metrics[f"D{i}_dup_prob"] = jnp.mean(jax.nn.sigmoid(lg["cond_dup"]))
     d_updates, d_opt = d_tx.update(d_grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
     return d_params, d_stats, d_opt, d_grads, metrics
@@ -226,7 +251,10 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
     with ``gan.mirror_negatives_d`` / ``_g`` the captions of :func:`hard_captions` are hard
     mismatched texts for the discriminators' conditional logits (``_d``) and extra negatives of
     the generator's DAMSM term (``_g``); ``gan.recolour_negatives`` adds recoloured captions to
-    them. The metrics ``D<i>_mirror_prob`` cover every hard caption.
+    them and ``gan.reshape_negatives`` a second kind, captions with one object's shape renamed.
+    The metrics ``D<i>_mirror_prob`` cover every hard caption. ``gan.duplicate_negatives`` shows
+    the discriminators real images with every object drawn twice as mismatches
+    (``D<i>_dup_prob``).
 
     Args:
         config: experiment config (``gan.*``).
@@ -251,8 +279,14 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
             "gan.mirror_negatives_d/_g and gan.recolour_negatives need the vocabulary: pass "
             "ixtoword to make_train_step"
         )
+    if g.reshape_negatives and not hard_negatives:
+        raise ValueError(
+            "gan.reshape_negatives adds hard captions to gan.mirror_negatives_d/_g: turn on at "
+            "least one of them"
+        )
     tables = negatives.swap_tables(ixtoword) if hard_negatives else None
     colour_ids = negatives.colour_word_ids(ixtoword) if g.recolour_negatives else None
+    shape_tables = negatives.shape_word_table(ixtoword) if g.reshape_negatives else None
 
     def train_step(state: GANState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -261,7 +295,7 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
         words, sent, mask = encode_text(text, state.encoders, batch)
         hard = None
         if hard_negatives:
-            hard = hard_captions(text, state.encoders, batch, tables, colour_ids, rng)
+            hard = hard_captions(text, state.encoders, batch, tables, colour_ids, rng, shape_tables)
         bsz = sent.shape[0]
         z = jax.random.normal(k_z, (bsz, spec.z_dim))
         eps = jax.random.normal(k_eps, (bsz, spec.condition_dim))
@@ -285,8 +319,11 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
 
         # 3. Discriminators on (real, detached fake).
         reals = {name: batch[f"image_{sizes[int(name[1:])]}"] for name in discs}
+        dups = None
+        if g.duplicate_negatives:
+            dups = {name: negatives.duplicate_objects(x) for name, x in reals.items()}
         d_params, d_stats, d_opt, d_grads, metrics = d_update(
-            discs, d_tx, state, reals, fakes, sent, hard if mirror_d else None
+            discs, d_tx, state, reals, fakes, sent, hard if mirror_d else None, dups
         )
 
         # 4. Generator through the updated discriminators, gradients w.r.t. the fakes only.

@@ -99,6 +99,7 @@ def test_gan_step_with_mirrored_captions(prepared, recolour):
     with config.unlocked():  # the shapes default: hard negatives on; here one at a time
         config.gan.mirror_negatives_d = config.gan.mirror_negatives_g = False
         config.gan.recolour_negatives = recolour
+        config.gan.reshape_negatives = config.gan.duplicate_negatives = False
         # 32 -> 64: at this tiny width the 16x16 discriminator's conditional logit needs far more
         # than 10 steps to tell captions apart (the demo's does, at full width: README).
         config.data.image_sizes = (32, 64)
@@ -132,6 +133,38 @@ def test_gan_step_with_mirrored_captions(prepared, recolour):
     assert step._cache_size() == 1
 
 
+def test_gan_step_with_shape_and_duplicate_negatives(prepared):
+    """gan.reshape_negatives + duplicate_negatives: the D learns to reject both."""
+    config, path = prepared
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.gan.reshape_negatives = config.gan.duplicate_negatives = True
+        config.gan.mirror_negatives_d = config.gan.mirror_negatives_g = False
+        config.data.image_sizes = (32, 64)  # as above: the tiny 16x16 D learns too slowly
+        config.model.base_size = 32
+    ixtoword = _words(path)
+    with pytest.raises(ValueError, match="turn on at least one"):
+        gan.make_train_step(config, spec_of(config), ixtoword)
+    with config.unlocked():
+        config.gan.mirror_negatives_d = config.gan.mirror_negatives_g = True
+    state = gan.init_state(config, spec_of(config), jax.random.key(0), _encoders(config))
+    step = jax.jit(gan.make_train_step(config, spec_of(config), ixtoword), donate_argnums=(0,))
+    batch = first_batch(config, path, config.gan.batch_size)
+    _, reshaped = negatives.reshape_captions(
+        batch["captions"], negatives.shape_word_table(ixtoword), jax.random.key(0)
+    )
+    assert bool(jnp.all(reshaped)), "every shapes caption names a shape"
+    hist = []
+    for _ in range(10):
+        state, m = step(state, batch)
+        hist.append({k: float(v) for k, v in m.items()})
+    for i in range(config.model.num_stages):
+        for key in (f"D{i}_mirror_prob", f"D{i}_dup_prob"):
+            probs = [h[key] for h in hist]
+            assert probs[-1] < probs[0], (key, probs)
+    assert all(np.isfinite(h["errG_total"]) for h in hist)
+
+
 def test_gan_class_masking_switch(prepared):
     """gan.class_masking: same-class captions are no DAMSM negatives (on) or are (off)."""
     config, path = prepared
@@ -144,6 +177,7 @@ def test_gan_class_masking_switch(prepared):
             c.gan.class_masking = masking
             # Hard captions are an extra, never-masked negative column: off here.
             c.gan.mirror_negatives_d = c.gan.mirror_negatives_g = c.gan.recolour_negatives = False
+            c.gan.reshape_negatives = c.gan.duplicate_negatives = False
         state = gan.init_state(c, spec_of(c), jax.random.key(0), _encoders(c))
         _, m = jax.jit(gan.make_train_step(c, spec_of(c), _words(path)))(state, batch)
         out[masking] = float(m["s_loss"])
@@ -456,3 +490,46 @@ def test_aot_step_compiles_once_and_falls_back_to_jit_on_new_shapes():
     np.testing.assert_array_equal(step(jnp.ones(5)), 2 * np.ones(5))  # a shape it was not built for
     assert step._compiled is False and traces[-1] == (5,)
     release_freed_host_memory()  # callable anywhere; a no-op off glibc
+
+
+def test_reshape_captions_renames_one_shape():
+    words = ["<end>", "a", "red", "blue", "circle", "square", "triangle", "disc", "above", "shape"]
+    tables = negatives.shape_word_table(words)
+    np.testing.assert_array_equal(tables[1], [4, 5, 6])
+    caps = jnp.array(
+        [
+            [1, 2, 4, 8, 1, 3, 5, 0],  # a red circle above a blue square
+            [1, 2, 7, 9, 0, 0, 0, 0],  # a red disc shape
+            [1, 2, 9, 0, 0, 0, 0, 0],  # no shape word: unchanged
+        ],
+        jnp.int32,
+    )
+    renamed_first = 0
+    for seed in range(20):
+        out, changed = negatives.reshape_captions(caps, tables, jax.random.key(seed))
+        np.testing.assert_array_equal(changed, [True, True, False])
+        np.testing.assert_array_equal(out[2], caps[2])
+        for row in range(2):
+            diff = np.nonzero(np.asarray(out[row] != caps[row]))[0]
+            assert len(diff) == 1, (seed, row, out[row])  # exactly one word renamed
+            old, new = int(caps[row, diff[0]]), int(out[row, diff[0]])
+            assert tables[0][old] >= 0 and new in (4, 5, 6) and tables[0][new] != tables[0][old]
+        renamed_first += int(out[0, 2] != caps[0, 2])
+    assert 0 < renamed_first < 20  # either object's shape word can be the one renamed
+
+
+def test_duplicate_objects_draws_every_object_twice():
+    from attngan_jax.data.shapes import oracle
+    from attngan_jax.data.shapes.source import ShapesSource
+
+    src = ShapesSource(num_train=1, num_test=24, image_size=32)
+    imgs = np.stack([src.example("test", i).image for i in range(24)]) / 127.5 - 1.0
+    dup = np.asarray(negatives.duplicate_objects(jnp.asarray(imgs, jnp.float32)))
+    assert dup.shape == imgs.shape and np.abs(dup).max() <= 1.0 + 1e-6
+    before = [len(oracle.detect_objects(x)) for x in imgs]
+    after = [len(oracle.detect_objects(x)) for x in dup]
+    assert all(a > b for a, b in zip(after, before)), list(zip(before, after))
+    for i in range(24):  # still only the image's own colours
+        assert {o.colour for o in oracle.detect_objects(dup[i])} == {
+            o.colour for o in src.scene("test", i).objects
+        }
