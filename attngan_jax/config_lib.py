@@ -263,13 +263,13 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.gan.mirror_negatives_d = True
     c.gan.mirror_negatives_g = True
     c.gan.recolour_negatives = True
-    # Shapes and counts (docs/shapes_demo.md): nothing above tells a circle from a square, and
-    # the generator hedged with several blobs of the named colour. The captions with one shape
-    # renamed are negatives of DAMSM, the discriminators and the generator's DAMSM term; real
-    # images with every object drawn twice are mismatches for the discriminators.
-    c.damsm.reshape_negatives = True
-    c.gan.reshape_negatives = True
-    c.gan.duplicate_negatives = True
+    # Shapes and counts (docs/shapes_demo.md, "Shapes and counts: what was tried"): the
+    # renamed-shape negatives (damsm/gan.reshape_negatives) and the duplicated-object images
+    # (gan.duplicate_negatives) exist but stay off here: in the measured runs they did not lift
+    # the shape and count figures reliably and cost both-colours fidelity and the 16-px stage.
+    c.damsm.reshape_negatives = False
+    c.gan.reshape_negatives = False
+    c.gan.duplicate_negatives = False
     # In the GAN's DAMSM term the shapes class (colour x shape of the first object) is masked as
     # in the original: the measured default (in the mirrored runs, turning it off lowered
     # single-object colour fidelity from 90 % to 72 %).

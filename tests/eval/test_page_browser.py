@@ -65,7 +65,9 @@ def test_page_generates_every_stage_and_attention_map(page_url, browser, tmp_pat
     spec = sampling.load_model(model_dir.SHIPPED_MODEL).spec
     d = browser
     d.get(page_url)
-    _wait(d, lambda d: "model: shapes" in d.find_element(By.ID, "model").text)
+    header = "model: the shipped shapes demo model (commit "
+    _wait(d, lambda d: header in d.find_element(By.ID, "model").text)
+    assert "/" not in d.find_element(By.ID, "model").text  # no local path
 
     # An empty caption gets a message on the page, and no images.
     d.find_element(By.ID, "caption").clear()
@@ -97,9 +99,21 @@ def test_page_generates_every_stage_and_attention_map(page_url, browser, tmp_pat
     assert "not in the vocabulary" in d.find_element(By.CSS_SELECTOR, ".note").text
     assert "error" not in d.find_element(By.ID, "message").get_attribute("class")
 
+    # One caption per line: each shape of the dataset, two samples each (the README's screenshot).
+    d.find_element(By.ID, "caption").clear()
+    d.find_element(By.ID, "caption").send_keys("a red circle\na blue square\n\na green triangle")
+    d.find_element(By.ID, "seed").clear()
+    d.find_element(By.ID, "seed").send_keys("0")
+    d.find_element(By.ID, "generate").click()
+    _wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "img.stage")) == 3 * want)
+    shown = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#results .caption")]
+    assert shown == ["a red circle", "a blue square", "a green triangle"]
+    assert "error" not in d.find_element(By.ID, "message").get_attribute("class")
     severe = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
 
+    height = d.execute_script("return document.body.scrollHeight")
+    d.set_window_size(1200, max(1000, int(height) + 40))
     path = os.environ.get("ATTNGAN_SCREENSHOT") or str(tmp_path / "page.png")
     assert d.save_screenshot(path)
     with Image.open(path) as im:
