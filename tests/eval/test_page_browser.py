@@ -112,8 +112,13 @@ def test_page_generates_every_stage_and_attention_map(page_url, browser, tmp_pat
     severe = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
 
-    height = d.execute_script("return document.body.scrollHeight")
-    d.set_window_size(1200, max(1000, int(height) + 40))
+    for _ in range(3):  # the whole page in the screenshot (the window's frame takes some height)
+        missing = d.execute_script(
+            "return document.documentElement.scrollHeight - window.innerHeight"
+        )
+        if missing <= 0:
+            break
+        d.set_window_size(1200, d.get_window_size()["height"] + int(missing) + 20)
     path = os.environ.get("ATTNGAN_SCREENSHOT") or str(tmp_path / "page.png")
     assert d.save_screenshot(path)
     with Image.open(path) as im:
