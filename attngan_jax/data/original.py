@@ -23,9 +23,15 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from attngan_jax.data.base import Example
+from attngan_jax.data.image_files import (  # noqa: F401  (load_rgb, _to_rgb: re-exported)
+    ImageTask,
+    _to_rgb,
+    bbox_crop_box,
+    load_rgb,
+    read_stored_images,
+)
 from attngan_jax.data.safe_pickle import load_pickle
 from attngan_jax.data.text import DataError, read_caption_file
 from attngan_jax.data.vocab import Vocabulary, load_captions_pickle
@@ -47,75 +53,6 @@ _IMAGE_HINT = {
     "birds": "download CUB_200_2011.tgz and extract it into DATA_DIR",
     "coco": "put the COCO 2014 train and val images (flat) into DATA_DIR/images",
 }
-
-
-def load_rgb(path: str | os.PathLike, exif_transpose: bool = False) -> np.ndarray:
-    """Reads an image as RGB, as the original's ``Image.open(path).convert('RGB')`` where it can.
-
-    Unusual images are converted rather than refused: grayscale, palette and CMYK images become
-    RGB; transparent pixels (RGBA, LA, palette transparency) are composited onto white (plain
-    ``convert('RGB')`` would show whatever colour the transparent pixels store, often black);
-    16-bit images are scaled to 8 bits (``convert`` would clip them to white).
-
-    Args:
-        path: the image file.
-        exif_transpose: apply the EXIF orientation (phone photos); off for CUB/COCO, whose
-            bounding boxes are in stored-pixel coordinates.
-
-    Returns:
-        uint8 array (H, W, 3).
-
-    Raises:
-        DataError: the file is missing or cannot be decoded (message names the file).
-    """
-    path = os.fspath(path)
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later
-            if exif_transpose:
-                img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: unreadable image ({e})") from None
-    if rgb.width < 1 or rgb.height < 1:
-        raise DataError(f"{path}: the image has no pixels ({rgb.width}x{rgb.height})")
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """``img`` as 8-bit RGB (see :func:`load_rgb`)."""
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grayscale
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.size and a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def bbox_crop_box(bbox: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
-    """The original's enlarged bounding-box crop (reference §12.5 step 2).
-
-    Args:
-        bbox: ``[x, y, w, h]`` integers (top-left corner, size).
-        width: image width W.
-        height: image height H.
-
-    Returns:
-        ``(left, top, right, bottom)`` =
-        ``[max(0, cx-r), max(0, cy-r), min(W, cx+r), min(H, cy+r)]`` with
-        ``r = int(max(w, h) * 0.75)``, ``cx = int((2x + w) / 2)``, ``cy = int((2y + h) / 2)``
-        (true division, then truncation).
-    """
-    x, y, w, h = (int(v) for v in bbox)
-    r = int(max(w, h) * 0.75)
-    cx = int((2 * x + w) / 2)
-    cy = int((2 * y + h) / 2)
-    return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
 
 
 def crop_to_bbox(image: np.ndarray, bbox: Sequence[int]) -> np.ndarray:
@@ -292,6 +229,10 @@ class _OriginalLayoutSource:
         """The image file of ``key``."""
         return os.path.join(self.data_dir, self.image_dir, key + ".jpg")
 
+    def image_task(self, key: str) -> ImageTask:
+        """The image file of ``key`` to check and store (:func:`~.image_files.stored_image`)."""
+        return ImageTask(self.image_path(key))
+
     def examples(self, split: str) -> Iterator[Example]:
         """Yields the split's images in ``filenames.pickle`` order (cropped for birds).
 
@@ -300,17 +241,38 @@ class _OriginalLayoutSource:
         """
         split = self._check_split(split)
         for i, key in enumerate(self._keys[split]):
-            path = self.image_path(key)
             try:
-                image = load_rgb(path)
+                image = load_rgb(self.image_path(key))
             except DataError as e:
-                if not self.skip_bad_images:
-                    raise DataError(f"{e}; {_IMAGE_HINT[self.name]}, {SKIP_HINT}") from None
-                self.skipped_images += 1
-                logger.warning("skipping image %d: %s", self.skipped_images, e)
+                self._bad_image(e)
                 continue
             image = self._crop(key, image)
             yield Example(key, image, self._captions[split][i], int(self._class_ids[split][i]))
+
+    def stored_examples(self, split: str, workers: int | None = None) -> Iterator[Example]:
+        """:meth:`examples` as records keep them: each ``image`` a :class:`StoredImage`.
+
+        The file's bytes (for birds with the bounding-box crop to apply at load time), checked by
+        decoding them in ``workers`` processes (``None``: one per CPU); same order, same errors.
+
+        Raises:
+            DataError: an image is missing or unreadable and ``skip_bad_images`` is False.
+        """
+        split = self._check_split(split)
+        keys = self._keys[split]
+        images = read_stored_images((self.image_task(k) for k in keys), workers)
+        for i, (key, image) in enumerate(zip(keys, images)):
+            if isinstance(image, DataError):
+                self._bad_image(image)
+                continue
+            yield Example(key, image, self._captions[split][i], int(self._class_ids[split][i]))
+
+    def _bad_image(self, e: DataError) -> None:
+        """Raises ``e`` with the fix, or counts and logs it with ``skip_bad_images``."""
+        if not self.skip_bad_images:
+            raise DataError(f"{e}; {_IMAGE_HINT[self.name]}, {SKIP_HINT}") from None
+        self.skipped_images += 1
+        logger.warning("skipping image %d: %s", self.skipped_images, e)
 
     def _crop(self, key: str, image: np.ndarray) -> np.ndarray:
         return image
@@ -351,6 +313,10 @@ class CUBSource(_OriginalLayoutSource):
 
     def _crop(self, key: str, image: np.ndarray) -> np.ndarray:
         return crop_to_bbox(image, self._boxes[key])
+
+    def image_task(self, key: str) -> ImageTask:
+        """The image file of ``key`` with its box: records crop at load time, as the original."""
+        return ImageTask(self.image_path(key), bbox=self._boxes[key])
 
 
 class COCOSource(_OriginalLayoutSource):
