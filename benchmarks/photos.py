@@ -139,3 +139,49 @@ def _release_layout(root: str, splits: dict, anns: dict) -> None:
             link = os.path.join(root, "images", key + ".jpg")
             if not os.path.lexists(link):
                 os.symlink(os.path.join("..", folder, im["file_name"]), link)
+
+
+def make_cub_folder(root: str, num_images: int, *, seed: int = 0, test_every: int = 4) -> dict:
+    """Writes a CUB-200 folder of photograph JPEGs in the AttnGAN release layout.
+
+    ``CUB_200_2011/images/<class>/<name>.jpg`` (sizes around CUB's 500x375), ``images.txt``,
+    ``bounding_boxes.txt`` (a box over 30-90 % of each side), ``text/<key>.txt`` (10 captions),
+    ``{train,test}/filenames.pickle`` (every ``test_every``-th class is a test class).
+
+    Returns:
+        ``{"images", "jpeg_bytes"}``.
+    """
+    rng = np.random.default_rng(seed)
+    cub = os.path.join(root, "CUB_200_2011")
+    lines_i, lines_b, total = [], [], 0
+    keys: dict[str, list[str]] = {"train": [], "test": []}
+    per_class = min(60, max(1, num_images // (2 * test_every)))  # CUB: ~60 images per class
+    for n in range(1, num_images + 1):
+        cls = 1 + (n - 1) // per_class
+        key = f"{cls:03d}.Bird_{cls}/Bird_{cls}_{n:05d}_{n}"
+        w = int(rng.integers(400, 501))
+        h = int(rng.integers(280, 501)) if n % 5 else int(rng.integers(500, 601))
+        data = photo_jpeg(rng, w, h, quality=int(rng.integers(75, 96)))
+        path = os.path.join(cub, "images", key + ".jpg")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        total += len(data)
+        bw, bh = int(w * rng.uniform(0.3, 0.9)), int(h * rng.uniform(0.3, 0.9))
+        x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
+        lines_i.append(f"{n} {key}.jpg")
+        lines_b.append(f"{n} {x}.0 {y}.0 {bw}.0 {bh}.0")
+        text = os.path.join(root, "text", key + ".txt")
+        os.makedirs(os.path.dirname(text), exist_ok=True)
+        with open(text, "w") as f:
+            f.write("\n".join(_caption(rng) for _ in range(10)) + "\n")
+        keys["test" if cls % test_every == 0 else "train"].append(key)
+    with open(os.path.join(cub, "images.txt"), "w") as f:
+        f.write("\n".join(lines_i) + "\n")
+    with open(os.path.join(cub, "bounding_boxes.txt"), "w") as f:
+        f.write("\n".join(lines_b) + "\n")
+    for split, ks in keys.items():
+        os.makedirs(os.path.join(root, split), exist_ok=True)
+        with open(os.path.join(root, split, "filenames.pickle"), "wb") as f:
+            pickle.dump(ks, f, protocol=2)
+    return {"images": num_images, "jpeg_bytes": total}

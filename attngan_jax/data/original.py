@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from attngan_jax.data import official
 from attngan_jax.data.base import Example
 from attngan_jax.data.image_files import (  # noqa: F401  (load_rgb, _to_rgb: re-exported)
     ImageTask,
@@ -39,19 +40,15 @@ from attngan_jax.data.vocab import Vocabulary, load_captions_pickle
 logger = logging.getLogger(__name__)
 
 _SPLITS = ("train", "test")
-_META_HINT = {
-    "birds": "download the preprocessed birds metadata (birds.zip, linked in the AttnGAN README) "
-    "and unzip it into DATA_DIR",
-    "coco": "download the preprocessed coco metadata (coco.zip, linked in the AttnGAN README) "
-    "and unzip it into DATA_DIR",
-}
+_META_HINT = {"birds": official.CUB_HINT, "coco": official.COCO_HINT}
 SKIP_HINT = (
     "or skip unreadable images (skip_bad_images=True; from the command line: python -m "
     "attngan_jax.data.prepare ... --source_kwargs='{\"skip_bad_images\": true}')"
 )
 _IMAGE_HINT = {
     "birds": "download CUB_200_2011.tgz and extract it into DATA_DIR",
-    "coco": "put the COCO 2014 train and val images (flat) into DATA_DIR/images",
+    "coco": "put the COCO 2014 images into DATA_DIR/train2014 and DATA_DIR/val2014 (or, with the "
+    "release's metadata, all of them into DATA_DIR/images)",
 }
 
 
@@ -117,6 +114,7 @@ class _OriginalLayoutSource:
 
     name = ""
     image_dir = ""
+    _official: official.OfficialLayout | None = None  # set by subclasses before __init__
 
     def __init__(
         self,
@@ -138,6 +136,12 @@ class _OriginalLayoutSource:
         self._keys = {s: self._load_filenames(s) for s in _SPLITS}
         self._class_ids = {s: self._load_class_ids(s) for s in _SPLITS}
         pickle_path = os.path.join(self.data_dir, "captions.pickle")
+        if self._official is not None and os.path.exists(pickle_path):
+            raise DataError(
+                f"{pickle_path}: the release's captions need its train|test/filenames.pickle "
+                "(they are in that order), which are not in DATA_DIR; add them, or move "
+                "captions.pickle away to build the vocabulary from the official captions"
+            )
         if os.path.exists(pickle_path):
             train, test, self._vocab = load_captions_pickle(pickle_path)
             self._captions = {
@@ -147,12 +151,7 @@ class _OriginalLayoutSource:
         else:
             tokens = {
                 s: [
-                    read_caption_file(
-                        os.path.join(self.data_dir, "text", key + ".txt"),
-                        self.captions_per_image,
-                        allow_fewer=allow_fewer_captions,
-                        skip_untokenizable=skip_untokenizable,
-                    )
+                    self._caption_tokens(key, allow_fewer_captions, skip_untokenizable)
                     for key in self._keys[s]
                 ]
                 for s in _SPLITS
@@ -173,7 +172,23 @@ class _OriginalLayoutSource:
             raise DataError(f"{path}: not found; {_META_HINT[self.name]}")
         return path, load_pickle(path)
 
+    def _caption_tokens(self, key: str, allow_fewer: bool, skip_untokenizable: bool):
+        """The tokenised captions of ``key`` (``text/<key>.txt``, or the official download's)."""
+        if self._official is not None and key in self._official.tokens:
+            return self._official.tokens[key]
+        path = os.path.join(self.data_dir, "text", key + ".txt")
+        if self._official is not None:
+            path = self._official.caption_files.get(key, path)
+        return read_caption_file(
+            path,
+            self.captions_per_image,
+            allow_fewer=allow_fewer,
+            skip_untokenizable=skip_untokenizable,
+        )
+
     def _load_filenames(self, split: str) -> list[str]:
+        if self._official is not None:
+            return list(self._official.keys[split])
         path, keys = self._meta(os.path.join(split, "filenames.pickle"))
         if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
             raise DataError(f"{path}: expected a list of image keys (strings)")
@@ -181,6 +196,9 @@ class _OriginalLayoutSource:
 
     def _load_class_ids(self, split: str) -> np.ndarray:
         n = len(self._keys[split])
+        if self._official is not None:
+            ids = (self._official.class_ids or {}).get(split)
+            return np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
         relpath = os.path.join(split, "class_info.pickle")
         if not os.path.exists(os.path.join(self.data_dir, relpath)):
             return np.arange(n, dtype=np.int64)  # as the original: one id per image
@@ -227,6 +245,8 @@ class _OriginalLayoutSource:
 
     def image_path(self, key: str) -> str:
         """The image file of ``key``."""
+        if self._official is not None and key in self._official.paths:
+            return self._official.paths[key]
         return os.path.join(self.data_dir, self.image_dir, key + ".jpg")
 
     def image_task(self, key: str) -> ImageTask:
@@ -301,6 +321,12 @@ class CUBSource(_OriginalLayoutSource):
                 ``DATA_DIR/vocab.json``) and ``rebuild_vocab``; the last four matter only without
                 ``captions.pickle``.
         """
+        data_dir = os.fspath(data_dir)
+        release = os.path.exists(os.path.join(data_dir, "train", "filenames.pickle"))
+        text_dir = None if release else official.find_cub_captions(data_dir)
+        if text_dir is not None:  # CUB_200_2011 + Reed et al.'s captions, no pickles
+            boxes = read_cub_bounding_boxes(os.path.join(data_dir, "CUB_200_2011"))
+            self._official = official.read_cub(data_dir, text_dir, list(boxes))
         super().__init__(data_dir, captions_per_image, **kwargs)
         self._boxes = read_cub_bounding_boxes(os.path.join(self.data_dir, "CUB_200_2011"))
         for split in _SPLITS:
@@ -326,5 +352,25 @@ class COCOSource(_OriginalLayoutSource):
     image_dir = "images"
 
     def __init__(self, data_dir: str | os.PathLike, captions_per_image: int = 5, **kwargs):
-        """Loads the metadata; arguments as :class:`CUBSource` (K = 5 for coco)."""
+        """Loads the metadata; arguments as :class:`CUBSource` (K = 5 for coco).
+
+        With the release's ``train/filenames.pickle`` its layout is read exactly as before;
+        without it, the official COCO 2014 download (:mod:`~attngan_jax.data.official`).
+        """
+        data_dir = os.fspath(data_dir)
+        release = os.path.exists(os.path.join(data_dir, "train", "filenames.pickle"))
+        if not release and official.has_coco(data_dir):
+            self._official = official.read_coco(
+                data_dir, captions_per_image, kwargs.get("allow_fewer_captions", False)
+            )
         super().__init__(data_dir, captions_per_image, **kwargs)
+
+    def image_path(self, key: str) -> str:
+        """``images/<key>.jpg`` (release), else ``train2014/`` or ``val2014/`` (official)."""
+        path = super().image_path(key)
+        if self._official is None and not os.path.exists(path):
+            for folder in official.COCO_FOLDERS.values():  # the release's keys, official folders
+                alt = os.path.join(self.data_dir, folder, key + ".jpg")
+                if os.path.exists(alt):
+                    return alt
+        return path
