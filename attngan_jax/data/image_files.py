@@ -54,27 +54,40 @@ def load_rgb(path: str | os.PathLike, exif_transpose: bool = False) -> np.ndarra
     Raises:
         DataError: the file is missing or cannot be decoded (message names the file).
     """
-    return np.asarray(_open_rgb(os.fspath(path), exif_transpose)[0], dtype=np.uint8)
+    rgb, _, _ = _decode(os.fspath(path), exif_transpose, pixels=True)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
-def _open_rgb(path: str, exif_transpose: bool) -> tuple[Image.Image, bool]:
-    """``(RGB image, whether the file decodes to it as stored)``; see :func:`load_rgb`."""
+def _decode(
+    path: str, exif_transpose: bool, pixels: bool
+) -> tuple[Image.Image | None, tuple[int, int], bool]:
+    """Decodes ``path`` (a full decode: truncated files fail here, not later).
+
+    Returns:
+        ``(RGB image, (width, height), as_stored)``: ``as_stored`` says whether the file decodes
+        to that image as it is (:func:`stored_image` keeps it then); the image is None when
+        ``pixels`` is False and the file is kept as it is (no conversion needed).
+    """
     try:
         with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later
+            img.load()
             as_stored = img.format in _KEPT_FORMATS and img.mode in _KEPT_MODES
-            if exif_transpose:
-                if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-                    as_stored = False
-                img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
+            if exif_transpose and as_stored and img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                as_stored = False
+            if as_stored and not pixels:
+                rgb, size = None, img.size
+            else:
+                if exif_transpose:
+                    img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+                size = rgb.size
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{path}: unreadable image ({e})") from None
-    if rgb.width < 1 or rgb.height < 1:
-        raise DataError(f"{path}: the image has no pixels ({rgb.width}x{rgb.height})")
-    return rgb, as_stored
+    if size[0] < 1 or size[1] < 1:
+        raise DataError(f"{path}: the image has no pixels ({size[0]}x{size[1]})")
+    return rgb, size, as_stored
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -151,8 +164,7 @@ def stored_image(task: ImageTask) -> StoredImage:
     Raises:
         DataError: as :func:`load_rgb`.
     """
-    rgb, as_stored = _open_rgb(task.path, task.exif_transpose)
-    width, height = rgb.size
+    rgb, (width, height), as_stored = _decode(task.path, task.exif_transpose, pixels=False)
     box = (0, 0, width, height)
     if task.bbox is not None:
         box = bbox_crop_box(task.bbox, width, height)

@@ -400,10 +400,9 @@ def make_loader(
         sort_by_length: sort each host batch by caption length, descending.
         worker_count: grain worker processes (0: in the calling thread).
         worker_buffer_size: batches each worker prepares ahead.
-        read_threads: threads reading records ahead (0: read in the calling thread). Each keeps 4
-            records in flight; grain's default is 16 threads and 500 records, but its prefetch
-            scans the whole buffer on every record, which cost the shapes demo 1/3 of its loading
-            time (``benchmarks/pipeline_overhead.py``).
+        read_threads: grain threads reading index entries ahead (0: in the calling thread); each
+            keeps 4 in flight. The index is in memory, so they save little; the images are read
+            (``__getitems__``, several at once) by the step that decodes this host's rows.
         drop_remainder: drop the last incomplete batch (must be True with several shards).
         shard_index: this host's block of each global batch; default ``jax.process_index()``.
         shard_count: number of blocks; default ``jax.process_count()``.
