@@ -194,7 +194,9 @@ def decode_stored(data: bytes, crop: Sequence[int]) -> Image.Image:
     Returns:
         PIL RGB image of size ``(right - left, bottom - top)``.
     """
-    img = Image.open(io.BytesIO(data)).convert("RGB")
+    img = Image.open(io.BytesIO(data))
+    if img.mode != "RGB":  # convert('RGB') of an RGB image is a copy of the same pixels
+        img = img.convert("RGB")
     box = tuple(int(v) for v in crop)
     if box != (0, 0, *img.size):
         img = img.crop(box)
