@@ -312,6 +312,20 @@ def dataset_dir(data_dir: str, dataset: str) -> str:
     return os.path.join(data_dir, f"attngan_{dataset}", VERSION)
 
 
+def older_versions(data_dir: str, dataset: str) -> list[str]:
+    """Complete datasets of ``dataset`` in ``data_dir`` prepared in an older format (to say so)."""
+    root = os.path.join(data_dir, f"attngan_{dataset}")
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    return [
+        os.path.join(root, n)
+        for n in names
+        if n != VERSION and not n.startswith("incomplete.") and is_prepared(os.path.join(root, n))
+    ]
+
+
 def is_prepared(path: str) -> bool:
     """Whether ``path`` is a completely generated dataset directory."""
     return os.path.isfile(os.path.join(path, "dataset_info.json")) and os.path.isfile(

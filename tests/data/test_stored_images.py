@@ -330,3 +330,17 @@ def test_killed_parallel_preparation_leaves_no_worker_and_reruns(birds, tmp_path
     assert "img/s" in done.stderr  # the progress bar: rate and time left
     assert os.listdir(tmp_path / "attngan_birds") == [tfds_builders.VERSION]
     same_records(path, done.stdout.strip().splitlines()[-1])
+
+
+def test_config_names_an_old_format_dataset(tmp_path):
+    import ml_collections as mlc
+
+    from attngan_jax import config_lib
+
+    old = tmp_path / "attngan_birds" / "1.0.0"
+    old.mkdir(parents=True)
+    (old / "dataset_info.json").write_text("{}")
+    (old / "vocab.json").write_text("{}")
+    d = mlc.ConfigDict({"name": "birds", "data_dir": str(tmp_path), "manual_dir": ""})
+    with pytest.raises(ValueError, match=r"older record format.*1\.0\.0.*manual_dir"):
+        config_lib._validate_data_dirs(d)
