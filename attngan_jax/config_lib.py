@@ -442,10 +442,12 @@ def _validate_data_dirs(d: mlc.ConfigDict) -> None:
     if tfds_builders.is_prepared(tfds_builders.dataset_dir(d.data_dir, d.name)):
         return  # prepared: the original files are not read again
     if not d.manual_dir:
+        old = tfds_builders.older_versions(d.data_dir, d.name)
         raise _bad(
             "data.manual_dir", d.manual_dir,
-            f"{d.name} is not prepared in --config.data.data_dir={d.data_dir!r} yet: set "
-            "--config.data.manual_dir to the folder with the "
+            f"{d.name} is not prepared in --config.data.data_dir={d.data_dir!r} yet"
+            + (f" (only in an older record format, {old[0]}: it is prepared again)" if old else "")
+            + ": set --config.data.manual_dir to the folder with the "
             + ("original files (see docs/data.md)" if d.name != "custom" else "captioned images"),
         )  # fmt: skip
     if not os.path.isdir(d.manual_dir):

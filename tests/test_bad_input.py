@@ -26,6 +26,7 @@ from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.release import generator_config_from_state_dict
 from attngan_jax.convert.text_encoder import text_encoder_from_state_dict
 from attngan_jax.convert.torch_io import load_state_dict
+from attngan_jax.data import tfds_builders
 from attngan_jax.data.custom import CustomFolderSource
 from attngan_jax.data.original import CUBSource, load_rgb, read_cub_bounding_boxes
 from attngan_jax.data.safe_pickle import PickleFormatError, UnsafePickleError, load_pickle
@@ -587,7 +588,7 @@ def test_train_py_bad_image_in_custom_folder(tmp_path):
     )  # fmt: skip
     _assert_one_line_error(r, "b.png: unreadable image", "skip_bad_images")
     assert not os.path.exists(os.path.join(root, "vocab.json"))
-    prepared = os.path.join(tmp_path, "data", "attngan_custom", "1.0.0")
+    prepared = os.path.join(tmp_path, "data", "attngan_custom", tfds_builders.VERSION)
     assert not os.path.exists(prepared)  # nothing half-written
 
 

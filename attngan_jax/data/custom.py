@@ -39,7 +39,8 @@ from collections.abc import Iterator
 from PIL import Image
 
 from attngan_jax.data.base import Example
-from attngan_jax.data.original import SKIP_HINT, load_rgb
+from attngan_jax.data.image_files import ImageTask, load_rgb, read_stored_images
+from attngan_jax.data.original import SKIP_HINT
 from attngan_jax.data.text import DataError, read_caption_file
 from attngan_jax.data.vocab import Vocabulary
 
@@ -265,12 +266,29 @@ class CustomFolderSource:
             try:
                 image = load_rgb(self._paths[key], exif_transpose=True)
             except DataError as e:
-                if not self.skip_bad_images:
-                    raise DataError(f"{e}; fix or remove it, {SKIP_HINT}") from None
-                self.skipped_images += 1
-                logger.warning("skipping image %d: %s", self.skipped_images, e)
+                self._bad_image(e)
                 continue
             yield Example(key, image, self._captions[key], self._class_ids[key])
+
+    def stored_examples(self, split: str, workers: int | None = None) -> Iterator[Example]:
+        """:meth:`examples` as records keep them (see ``CUBSource.stored_examples``).
+
+        Files are kept as they are, except those :func:`~.image_files.stored_image` re-encodes
+        (e.g. a photo with an EXIF rotation is stored upright as a PNG).
+        """
+        keys = self._keys[self._check_split(split)]
+        tasks = (ImageTask(self._paths[k], exif_transpose=True) for k in keys)
+        for key, image in zip(keys, read_stored_images(tasks, workers)):
+            if isinstance(image, DataError):
+                self._bad_image(image)
+                continue
+            yield Example(key, image, self._captions[key], self._class_ids[key])
+
+    def _bad_image(self, e: DataError) -> None:
+        if not self.skip_bad_images:
+            raise DataError(f"{e}; fix or remove it, {SKIP_HINT}") from None
+        self.skipped_images += 1
+        logger.warning("skipping image %d: %s", self.skipped_images, e)
 
     def _check_split(self, split: str) -> str:
         if split not in _SPLITS:

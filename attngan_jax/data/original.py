@@ -23,9 +23,16 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
 
+from attngan_jax.data import official
 from attngan_jax.data.base import Example
+from attngan_jax.data.image_files import (  # noqa: F401  (load_rgb, _to_rgb: re-exported)
+    ImageTask,
+    _to_rgb,
+    bbox_crop_box,
+    load_rgb,
+    read_stored_images,
+)
 from attngan_jax.data.safe_pickle import load_pickle
 from attngan_jax.data.text import DataError, read_caption_file
 from attngan_jax.data.vocab import Vocabulary, load_captions_pickle
@@ -33,89 +40,16 @@ from attngan_jax.data.vocab import Vocabulary, load_captions_pickle
 logger = logging.getLogger(__name__)
 
 _SPLITS = ("train", "test")
-_META_HINT = {
-    "birds": "download the preprocessed birds metadata (birds.zip, linked in the AttnGAN README) "
-    "and unzip it into DATA_DIR",
-    "coco": "download the preprocessed coco metadata (coco.zip, linked in the AttnGAN README) "
-    "and unzip it into DATA_DIR",
-}
+_META_HINT = {"birds": official.CUB_HINT, "coco": official.COCO_HINT}
 SKIP_HINT = (
     "or skip unreadable images (skip_bad_images=True; from the command line: python -m "
     "attngan_jax.data.prepare ... --source_kwargs='{\"skip_bad_images\": true}')"
 )
 _IMAGE_HINT = {
     "birds": "download CUB_200_2011.tgz and extract it into DATA_DIR",
-    "coco": "put the COCO 2014 train and val images (flat) into DATA_DIR/images",
+    "coco": "put the COCO 2014 images into DATA_DIR/train2014 and DATA_DIR/val2014 (or, with the "
+    "release's metadata, all of them into DATA_DIR/images)",
 }
-
-
-def load_rgb(path: str | os.PathLike, exif_transpose: bool = False) -> np.ndarray:
-    """Reads an image as RGB, as the original's ``Image.open(path).convert('RGB')`` where it can.
-
-    Unusual images are converted rather than refused: grayscale, palette and CMYK images become
-    RGB; transparent pixels (RGBA, LA, palette transparency) are composited onto white (plain
-    ``convert('RGB')`` would show whatever colour the transparent pixels store, often black);
-    16-bit images are scaled to 8 bits (``convert`` would clip them to white).
-
-    Args:
-        path: the image file.
-        exif_transpose: apply the EXIF orientation (phone photos); off for CUB/COCO, whose
-            bounding boxes are in stored-pixel coordinates.
-
-    Returns:
-        uint8 array (H, W, 3).
-
-    Raises:
-        DataError: the file is missing or cannot be decoded (message names the file).
-    """
-    path = os.fspath(path)
-    try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files fail here, not later
-            if exif_transpose:
-                img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: unreadable image ({e})") from None
-    if rgb.width < 1 or rgb.height < 1:
-        raise DataError(f"{path}: the image has no pixels ({rgb.width}x{rgb.height})")
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """``img`` as 8-bit RGB (see :func:`load_rgb`)."""
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit grayscale
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.size and a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def bbox_crop_box(bbox: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
-    """The original's enlarged bounding-box crop (reference §12.5 step 2).
-
-    Args:
-        bbox: ``[x, y, w, h]`` integers (top-left corner, size).
-        width: image width W.
-        height: image height H.
-
-    Returns:
-        ``(left, top, right, bottom)`` =
-        ``[max(0, cx-r), max(0, cy-r), min(W, cx+r), min(H, cy+r)]`` with
-        ``r = int(max(w, h) * 0.75)``, ``cx = int((2x + w) / 2)``, ``cy = int((2y + h) / 2)``
-        (true division, then truncation).
-    """
-    x, y, w, h = (int(v) for v in bbox)
-    r = int(max(w, h) * 0.75)
-    cx = int((2 * x + w) / 2)
-    cy = int((2 * y + h) / 2)
-    return max(0, cx - r), max(0, cy - r), min(width, cx + r), min(height, cy + r)
 
 
 def crop_to_bbox(image: np.ndarray, bbox: Sequence[int]) -> np.ndarray:
@@ -180,6 +114,7 @@ class _OriginalLayoutSource:
 
     name = ""
     image_dir = ""
+    _official: official.OfficialLayout | None = None  # set by subclasses before __init__
 
     def __init__(
         self,
@@ -201,6 +136,12 @@ class _OriginalLayoutSource:
         self._keys = {s: self._load_filenames(s) for s in _SPLITS}
         self._class_ids = {s: self._load_class_ids(s) for s in _SPLITS}
         pickle_path = os.path.join(self.data_dir, "captions.pickle")
+        if self._official is not None and os.path.exists(pickle_path):
+            raise DataError(
+                f"{pickle_path}: the release's captions need its train|test/filenames.pickle "
+                "(they are in that order), which are not in DATA_DIR; add them, or move "
+                "captions.pickle away to build the vocabulary from the official captions"
+            )
         if os.path.exists(pickle_path):
             train, test, self._vocab = load_captions_pickle(pickle_path)
             self._captions = {
@@ -210,12 +151,7 @@ class _OriginalLayoutSource:
         else:
             tokens = {
                 s: [
-                    read_caption_file(
-                        os.path.join(self.data_dir, "text", key + ".txt"),
-                        self.captions_per_image,
-                        allow_fewer=allow_fewer_captions,
-                        skip_untokenizable=skip_untokenizable,
-                    )
+                    self._caption_tokens(key, allow_fewer_captions, skip_untokenizable)
                     for key in self._keys[s]
                 ]
                 for s in _SPLITS
@@ -236,7 +172,23 @@ class _OriginalLayoutSource:
             raise DataError(f"{path}: not found; {_META_HINT[self.name]}")
         return path, load_pickle(path)
 
+    def _caption_tokens(self, key: str, allow_fewer: bool, skip_untokenizable: bool):
+        """The tokenised captions of ``key`` (``text/<key>.txt``, or the official download's)."""
+        if self._official is not None and key in self._official.tokens:
+            return self._official.tokens[key]
+        path = os.path.join(self.data_dir, "text", key + ".txt")
+        if self._official is not None:
+            path = self._official.caption_files.get(key, path)
+        return read_caption_file(
+            path,
+            self.captions_per_image,
+            allow_fewer=allow_fewer,
+            skip_untokenizable=skip_untokenizable,
+        )
+
     def _load_filenames(self, split: str) -> list[str]:
+        if self._official is not None:
+            return list(self._official.keys[split])
         path, keys = self._meta(os.path.join(split, "filenames.pickle"))
         if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
             raise DataError(f"{path}: expected a list of image keys (strings)")
@@ -244,6 +196,9 @@ class _OriginalLayoutSource:
 
     def _load_class_ids(self, split: str) -> np.ndarray:
         n = len(self._keys[split])
+        if self._official is not None:
+            ids = (self._official.class_ids or {}).get(split)
+            return np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids, np.int64)
         relpath = os.path.join(split, "class_info.pickle")
         if not os.path.exists(os.path.join(self.data_dir, relpath)):
             return np.arange(n, dtype=np.int64)  # as the original: one id per image
@@ -290,7 +245,13 @@ class _OriginalLayoutSource:
 
     def image_path(self, key: str) -> str:
         """The image file of ``key``."""
+        if self._official is not None and key in self._official.paths:
+            return self._official.paths[key]
         return os.path.join(self.data_dir, self.image_dir, key + ".jpg")
+
+    def image_task(self, key: str) -> ImageTask:
+        """The image file of ``key`` to check and store (:func:`~.image_files.stored_image`)."""
+        return ImageTask(self.image_path(key))
 
     def examples(self, split: str) -> Iterator[Example]:
         """Yields the split's images in ``filenames.pickle`` order (cropped for birds).
@@ -300,17 +261,38 @@ class _OriginalLayoutSource:
         """
         split = self._check_split(split)
         for i, key in enumerate(self._keys[split]):
-            path = self.image_path(key)
             try:
-                image = load_rgb(path)
+                image = load_rgb(self.image_path(key))
             except DataError as e:
-                if not self.skip_bad_images:
-                    raise DataError(f"{e}; {_IMAGE_HINT[self.name]}, {SKIP_HINT}") from None
-                self.skipped_images += 1
-                logger.warning("skipping image %d: %s", self.skipped_images, e)
+                self._bad_image(e)
                 continue
             image = self._crop(key, image)
             yield Example(key, image, self._captions[split][i], int(self._class_ids[split][i]))
+
+    def stored_examples(self, split: str, workers: int | None = None) -> Iterator[Example]:
+        """:meth:`examples` as records keep them: each ``image`` a :class:`StoredImage`.
+
+        The file's bytes (for birds with the bounding-box crop to apply at load time), checked by
+        decoding them in ``workers`` processes (``None``: one per CPU); same order, same errors.
+
+        Raises:
+            DataError: an image is missing or unreadable and ``skip_bad_images`` is False.
+        """
+        split = self._check_split(split)
+        keys = self._keys[split]
+        images = read_stored_images((self.image_task(k) for k in keys), workers)
+        for i, (key, image) in enumerate(zip(keys, images)):
+            if isinstance(image, DataError):
+                self._bad_image(image)
+                continue
+            yield Example(key, image, self._captions[split][i], int(self._class_ids[split][i]))
+
+    def _bad_image(self, e: DataError) -> None:
+        """Raises ``e`` with the fix, or counts and logs it with ``skip_bad_images``."""
+        if not self.skip_bad_images:
+            raise DataError(f"{e}; {_IMAGE_HINT[self.name]}, {SKIP_HINT}") from None
+        self.skipped_images += 1
+        logger.warning("skipping image %d: %s", self.skipped_images, e)
 
     def _crop(self, key: str, image: np.ndarray) -> np.ndarray:
         return image
@@ -339,6 +321,12 @@ class CUBSource(_OriginalLayoutSource):
                 ``DATA_DIR/vocab.json``) and ``rebuild_vocab``; the last four matter only without
                 ``captions.pickle``.
         """
+        data_dir = os.fspath(data_dir)
+        release = os.path.exists(os.path.join(data_dir, "train", "filenames.pickle"))
+        text_dir = None if release else official.find_cub_captions(data_dir)
+        if text_dir is not None:  # CUB_200_2011 + Reed et al.'s captions, no pickles
+            boxes = read_cub_bounding_boxes(os.path.join(data_dir, "CUB_200_2011"))
+            self._official = official.read_cub(data_dir, text_dir, list(boxes))
         super().__init__(data_dir, captions_per_image, **kwargs)
         self._boxes = read_cub_bounding_boxes(os.path.join(self.data_dir, "CUB_200_2011"))
         for split in _SPLITS:
@@ -352,6 +340,10 @@ class CUBSource(_OriginalLayoutSource):
     def _crop(self, key: str, image: np.ndarray) -> np.ndarray:
         return crop_to_bbox(image, self._boxes[key])
 
+    def image_task(self, key: str) -> ImageTask:
+        """The image file of ``key`` with its box: records crop at load time, as the original."""
+        return ImageTask(self.image_path(key), bbox=self._boxes[key])
+
 
 class COCOSource(_OriginalLayoutSource):
     """COCO 2014 (train2014 = train, val2014 = test); no crop, class id = image index."""
@@ -360,5 +352,25 @@ class COCOSource(_OriginalLayoutSource):
     image_dir = "images"
 
     def __init__(self, data_dir: str | os.PathLike, captions_per_image: int = 5, **kwargs):
-        """Loads the metadata; arguments as :class:`CUBSource` (K = 5 for coco)."""
+        """Loads the metadata; arguments as :class:`CUBSource` (K = 5 for coco).
+
+        With the release's ``train/filenames.pickle`` its layout is read exactly as before;
+        without it, the official COCO 2014 download (:mod:`~attngan_jax.data.official`).
+        """
+        data_dir = os.fspath(data_dir)
+        release = os.path.exists(os.path.join(data_dir, "train", "filenames.pickle"))
+        if not release and official.has_coco(data_dir):
+            self._official = official.read_coco(
+                data_dir, captions_per_image, kwargs.get("allow_fewer_captions", False)
+            )
         super().__init__(data_dir, captions_per_image, **kwargs)
+
+    def image_path(self, key: str) -> str:
+        """``images/<key>.jpg`` (release), else ``train2014/`` or ``val2014/`` (official)."""
+        path = super().image_path(key)
+        if self._official is None and not os.path.exists(path):
+            for folder in official.COCO_FOLDERS.values():  # the release's keys, official folders
+                alt = os.path.join(self.data_dir, folder, key + ".jpg")
+                if os.path.exists(alt):
+                    return alt
+        return path

@@ -19,14 +19,16 @@ ties keep sampling order). The discriminator's mismatched pairs in the original 
 caption b + 1 (``real[:B-1]`` with ``sent[1:B]``), i.e. the shift by one inside that sorted batch.
 
 Several hosts: the global batches do not depend on the number of processes. Every host runs the
-same global sampler (same seed, all records) and draws the same per-example randomness (caption,
-word dropping, crop offsets, flip) for every example of the global batch, sorts the global batch,
-and then decodes only its own block of ``global_batch_size // shard_count`` rows (blocks in process
-order, as ``jax.make_array_from_process_local_data`` lays them out). So N processes train on
-exactly the batches one process sees. The price: every host reads each record of the global batch
-(the encoded bytes, not decoded) to draw its caption; only its block's images are decoded. The
-loader state (``get_state``) is the position in the global stream, the same on every host; each
-host still saves and restores its own (``attngan_jax.train.checkpoint``).
+same global sampler (same seed, all records) over the split's index (``index-<split>.npz``: every
+record's captions, crop box and class, a few bytes per image, held in memory), draws the same
+per-example randomness (caption, word dropping, crop offsets, flip; the crop offsets need only the
+image size, which is the crop box's) for every example of the global batch, sorts the global batch,
+and then reads and decodes only the records of its own block of ``global_batch_size //
+shard_count`` rows (blocks in process order, as ``jax.make_array_from_process_local_data`` lays them
+out). So N processes train on exactly the batches one process sees, and each reads 1/N of the
+image bytes (:func:`image_read_stats` counts them). One process is the case ``shard_count=1``: its
+block is the whole batch. The loader state (``get_state``) is the position in the global stream,
+the same on every host; each host still saves and restores its own (``attngan_jax.train.checkpoint``).
 
 Workers: ``worker_count=0`` runs everything in the calling thread. ``worker_count=n`` starts n grain
 worker processes (decode + PIL transforms are CPU bound and hold the GIL) that each build whole
@@ -37,7 +39,6 @@ are started with the ``spawn`` method (about 1 s to the first batch on the 2-cor
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import warnings
@@ -52,8 +53,14 @@ from absl import flags
 from jax.sharding import Mesh
 from PIL import Image
 
+from attngan_jax.data.image_files import decode_stored
 from attngan_jax.data.text import sample_caption
-from attngan_jax.data.tfds_builders import VOCAB_FILENAME, is_prepared
+from attngan_jax.data.tfds_builders import (
+    INDEX_FILENAME,
+    VOCAB_FILENAME,
+    check_format,
+    is_prepared,
+)
 
 
 def scale_shorter_side(img: Image.Image, size: int) -> Image.Image:
@@ -168,12 +175,30 @@ def image_pyramid(
     return apply_crop(img, image_sizes, top, left, flip, random_crop)
 
 
-class _IndexedSource(grain.sources.RandomAccessDataSource):
-    """Adds the record index to each record of a TFDS data source (picklable for workers)."""
+class _RecordIndex(grain.sources.RandomAccessDataSource):
+    """The records of a split without their images (``index-<split>.npz``; module docstring).
 
-    def __init__(self, source: Any, name: str):
-        self._source = source
+    Loaded once per process (grain workers load their own copy; pickling sends the path only).
+    """
+
+    def __init__(self, path: str, split: str, name: str):
+        self._file = os.path.join(path, INDEX_FILENAME.format(split=split))
         self._name = name
+        self._arrays: dict[str, np.ndarray] | None = None
+        self._len = len(self._load()["num_caps"])
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            with np.load(self._file) as f:
+                a = {k: f[k] for k in f.files}
+            # where record i's captions (in cap_lens) and words (in tokens) start
+            a["cap_start"] = np.concatenate([[0], np.cumsum(a["num_caps"], dtype=np.int64)])
+            a["tok_start"] = np.concatenate([[0], np.cumsum(a["cap_lens"], dtype=np.int64)])
+            self._arrays = a
+        return self._arrays
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_arrays": None}
 
     def __repr__(self) -> str:
         # grain compares repr(data_source) when restoring a state: name the dataset, not its path,
@@ -181,20 +206,55 @@ class _IndexedSource(grain.sources.RandomAccessDataSource):
         return f"_IndexedSource({self._name}, num_records={len(self)})"
 
     def __len__(self) -> int:
-        return len(self._source)
+        return self._len
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = dict(self._source[index])
-        record["index"] = int(index)
-        return record
+        a, i = self._load(), int(index)
+        c0, c1 = a["cap_start"][i], a["cap_start"][i + 1]
+        t0, t1 = a["tok_start"][c0], a["tok_start"][c1]
+        return dict(
+            tokens=a["tokens"][t0:t1],
+            cap_lens=a["cap_lens"][c0:c1],
+            crop=a["crop"][i],
+            class_id=a["class_id"][i],
+            key=a["key"][i],
+            index=i,
+        )
+
+
+_READ = {"records": 0, "image_bytes": 0}
+
+
+def image_read_stats() -> dict[str, int]:
+    """Records and image bytes this process's loaders have read so far (a copy).
+
+    Grain worker processes count their own reads; with ``worker_count=0`` everything is here.
+    """
+    return dict(_READ)
+
+
+class _ImageRecords:
+    """Reads the images of given records (picklable for workers); counts what it reads."""
+
+    def __init__(self, source: Any):
+        self._source = source
+
+    def read(self, indices: Sequence[int]) -> list[tuple[bytes, np.ndarray]]:
+        """``[(image bytes, crop box)]`` of ``indices``."""
+        indices = [int(i) for i in indices]
+        many = getattr(self._source, "__getitems__", None)
+        records = many(indices) if many is not None else [self._source[i] for i in indices]
+        _READ["records"] += len(records)
+        _READ["image_bytes"] += sum(len(r["image"]) for r in records)
+        return [(r["image"], r["crop"]) for r in records]
 
 
 class _ExampleTransform(grain.transforms.RandomMap):
-    """Caption choice + word dropping + image pyramid for one record (see the module docstring).
+    """Caption choice + word dropping + crop decision for one record (see the module docstring).
 
-    ``decode=False`` (several hosts): the same random draws, but the image is not decoded; the
-    crop decision (``crop_top``, ``crop_left``, ``crop_flip``) is kept for :class:`_HostBlock`,
-    which decodes the images of this host's rows only. Both give the same values.
+    The image is not read here: the crop decision (``crop_top``, ``crop_left``, ``crop_flip``)
+    needs only the image size (the record's crop box); :class:`_HostBlock` reads and decodes the
+    images of this host's rows.
     """
 
     def __init__(
@@ -204,14 +264,12 @@ class _ExampleTransform(grain.transforms.RandomMap):
         seed: int,
         random_crop: bool,
         random_flip: bool,
-        decode: bool = True,
     ):
         self.image_sizes = tuple(sorted(image_sizes))
         self.words_num = words_num
         self.seed = seed
         self.random_crop = random_crop
         self.random_flip = random_flip
-        self.decode = decode
 
     def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         # grain keys the generator with seed + position; mix the seed in again so that seeds s and
@@ -223,26 +281,21 @@ class _ExampleTransform(grain.transforms.RandomMap):
         caption, length = sample_caption(
             element["tokens"][ends[j] - lens[j] : ends[j]], self.words_num, rng
         )
-        image = Image.open(io.BytesIO(element["image"]))  # lazy: reads the header only
-        top, left, flip = crop_params(
-            image.size, self.image_sizes, rng, self.random_crop, self.random_flip
+        left, top, right, bottom = (int(v) for v in element["crop"])
+        crop_top, crop_left, flip = crop_params(
+            (right - left, bottom - top), self.image_sizes, rng, self.random_crop, self.random_flip
         )
         key = element["key"]
-        out = dict(
+        return dict(
             captions=caption,
             cap_lens=np.int32(length),
             class_ids=np.int32(element["class_id"]),
             index=np.int32(element["index"]),
             keys=np.str_(key.decode("utf-8") if isinstance(key, bytes) else key),
+            crop_top=np.int32(crop_top),
+            crop_left=np.int32(crop_left),
+            crop_flip=np.bool_(flip),
         )
-        if self.decode:
-            pyramid = apply_crop(
-                image.convert("RGB"), self.image_sizes, top, left, flip, self.random_crop
-            )
-            out.update({f"image_{s}": pyramid[s] for s in self.image_sizes})
-        else:
-            out.update(crop_top=np.int32(top), crop_left=np.int32(left), crop_flip=np.bool_(flip))
-        return out
 
 
 class _SortByLength(grain.transforms.Map):
@@ -254,18 +307,18 @@ class _SortByLength(grain.transforms.Map):
 
 
 class _HostBlock(grain.transforms.Map):
-    """This host's rows of a global batch, with their images decoded (several hosts).
+    """This host's rows of a global batch, with their images read and decoded.
 
     Args:
-        source: the records (read again here for the images of this block only).
+        images: the records' images (:class:`_ImageRecords`); only this block's are read.
         shard_index: this host's block, in process order.
         shard_count: number of blocks (hosts).
         image_sizes: pyramid sizes.
         random_crop: the resize rule of :func:`image_pyramid`.
     """
 
-    def __init__(self, source, shard_index, shard_count, image_sizes, random_crop):
-        self.source = source
+    def __init__(self, images, shard_index, shard_count, image_sizes, random_crop):
+        self.images = images
         self.shard_index = shard_index
         self.shard_count = shard_count
         self.image_sizes = tuple(sorted(image_sizes))
@@ -276,19 +329,16 @@ class _HostBlock(grain.transforms.Map):
         rows = slice(self.shard_index * b, (self.shard_index + 1) * b)
         block = {k: v[rows] for k, v in batch.items()}  # (b, ...)
         pyramids = []
-        for i, top, left, flip in zip(
-            block.pop("index"),
-            block.pop("crop_top"),
-            block.pop("crop_left"),
-            block.pop("crop_flip"),
+        stored = self.images.read(block["index"])
+        for (data, box), top, left, flip in zip(
+            stored, block.pop("crop_top"), block.pop("crop_left"), block.pop("crop_flip")
         ):
-            image = Image.open(io.BytesIO(self.source[int(i)]["image"])).convert("RGB")
+            image = decode_stored(data, box)
             pyramids.append(
                 apply_crop(
                     image, self.image_sizes, int(top), int(left), bool(flip), self.random_crop
                 )
             )
-        block["index"] = batch["index"][rows]
         for s in self.image_sizes:
             block[f"image_{s}"] = np.stack([p[s] for p in pyramids])  # (b, s, s, 3)
         return block
@@ -350,10 +400,9 @@ def make_loader(
         sort_by_length: sort each host batch by caption length, descending.
         worker_count: grain worker processes (0: in the calling thread).
         worker_buffer_size: batches each worker prepares ahead.
-        read_threads: threads reading records ahead (0: read in the calling thread). Each keeps 4
-            records in flight; grain's default is 16 threads and 500 records, but its prefetch
-            scans the whole buffer on every record, which cost the shapes demo 1/3 of its loading
-            time (``benchmarks/pipeline_overhead.py``).
+        read_threads: grain threads reading index entries ahead (0: in the calling thread); each
+            keeps 4 in flight. The index is in memory, so they save little; the images are read
+            (``__getitems__``, several at once) by the step that decodes this host's rows.
         drop_remainder: drop the last incomplete batch (must be True with several shards).
         shard_index: this host's block of each global batch; default ``jax.process_index()``.
         shard_count: number of blocks; default ``jax.process_count()``.
@@ -397,13 +446,9 @@ def make_loader(
         raise ValueError(
             "several hosts need equal blocks: drop_remainder=False needs shard_count=1"
         )
-    source = _IndexedSource(
-        # images stay encoded here and are decoded by PIL in the transform
-        tfds.builder_from_directory(path).as_data_source(
-            split, decoders={"image": tfds.decode.SkipDecoding()}
-        ),
-        f"{dataset_metadata(path).get('dataset')}/{split}",
-    )
+    check_format(path)
+    source = _RecordIndex(path, split, f"{dataset_metadata(path).get('dataset')}/{split}")
+    images = _ImageRecords(tfds.builder_from_directory(path).as_data_source(split))
     # One global stream on every host (module docstring): the sampler is not sharded.
     shard_options = grain.sharding.ShardOptions(
         shard_index=0, shard_count=1, drop_remainder=drop_remainder
@@ -415,15 +460,13 @@ def make_loader(
         num_epochs=num_epochs,
         seed=seed,
     )
-    decode = shard_count == 1  # else _HostBlock decodes this host's rows only
     operations: list[Any] = [
-        _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip, decode),
+        _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip),
         grain.transforms.Batch(batch_size=global_batch_size, drop_remainder=drop_remainder),
     ]
     if sort_by_length:
         operations.append(_SortByLength())
-    if not decode:
-        operations.append(_HostBlock(source, shard_index, shard_count, image_sizes, random_crop))
+    operations.append(_HostBlock(images, shard_index, shard_count, image_sizes, random_crop))
     if worker_count > 0 and not flags.FLAGS.is_parsed():
         # grain's worker processes read its absl flags; outside an absl app nobody parsed them, so
         # accept their defaults (an absl app that parses later still parses normally).

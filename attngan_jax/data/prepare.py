@@ -34,9 +34,18 @@ _SOURCE_KWARGS = flags.DEFINE_string(
     "source_kwargs", "{}", "JSON object of extra keyword arguments for the source constructor."
 )
 _IMAGE_FORMAT = flags.DEFINE_enum(
-    "image_format", "png", ["png", "jpeg"], "Stored image encoding (png is lossless)."
+    "image_format",
+    "png",
+    ["png", "jpeg"],
+    "Encoding of drawn images (shapes; png is lossless). Image files are stored as they are.",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Regenerate even if a complete dataset exists.")
+_WORKERS = flags.DEFINE_integer(
+    "workers",
+    None,
+    "Processes that decode and check the image files while one writes the records "
+    "(default: one per CPU; 0: all in this process).",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -64,6 +73,7 @@ def main(argv: list[str]) -> None:
             image_format=_IMAGE_FORMAT.value,
             overwrite=_OVERWRITE.value,
             progress=True,
+            workers=_WORKERS.value,
             **source_kwargs,
         )
     print(path)

@@ -1,37 +1,51 @@
 """TFDS builders that serialise a :class:`~attngan_jax.data.base.Source` to ArrayRecord.
 
 TFDS 4.9.10 generates ``file_format="array_record"`` datasets without TensorFlow as long as no
-feature needs a TF op at encode time. The one that does is ``tfds.features.Image`` given a numpy
-array (it calls ``tf.image.encode_png``), so the generator encodes images itself with PIL and hands
-TFDS the encoded bytes, which it stores untouched. Reading
-(``builder_from_directory(...).as_data_source``) decodes with PIL, also without TensorFlow.
+feature needs a TF op at encode time; images are stored as plain bytes (a ``Tensor`` of strings),
+which TFDS writes untouched and the loader decodes with PIL.
 
-On-disk result (``<data_dir>/attngan_<dataset>/1.0.0/``)::
+On-disk result (``<data_dir>/attngan_<dataset>/2.0.0/``)::
 
     attngan_<dataset>-<split>.array_record-0000i-of-0000n  serialized tf.train.Example records
+    index-<split>.npz                  every record's captions, crop box and class (no image bytes)
     dataset_info.json, features.json   TFDS metadata (split sizes, feature spec)
-    metadata.json                      {"dataset", "n_words", "positional_captions"}
+    metadata.json                      {"dataset", "n_words", "positional_captions", "format"}
     vocab.json                         Vocabulary.save(...) of the source
 
 Features of one record (one image with all of its captions):
 
-* ``image``: encoded PNG (default, lossless) or JPEG bytes of the already-cropped RGB image.
+* ``image``: the image file's bytes as they are on disk (JPEG for CUB and COCO), or, for what must
+  be re-encoded (:func:`~attngan_jax.data.image_files.stored_image`) and for images a source draws
+  (shapes), a lossless PNG (``image_format='jpeg'``: JPEG quality 95 for drawn images).
+* ``crop``: (4,) int32 ``(left, top, right, bottom)`` cut out of the decoded image at load time
+  (the CUB bounding-box crop of the original; the whole image elsewhere).
 * ``tokens``: (sum of caption lengths,) int32, all captions concatenated in file order.
 * ``cap_lens``: (K,) int32, the length of each caption; caption j is
   ``tokens[cumsum[j-1]:cumsum[j]]``.
 * ``class_id``: int32; ``key``: the source's key string.
 
+``index-<split>.npz`` repeats everything but the image for all records of the split (``tokens``,
+``cap_lens``, ``num_caps`` (N,), ``crop`` (N, 4), ``class_id`` (N,), ``key`` (N,) bytes,
+``image_bytes`` (N,)): the loader draws every example's randomness from it on every host and reads
+the records (image bytes) of its own rows only.
+
 Records keep the source order (``disable_shuffling=True``), so a record's index is its position in
-the split. TFDS writes everything into ``attngan_<dataset>/incomplete.*`` and renames it into place
+the split. Image files are checked (decoded) in worker processes and written in order by this
+process. TFDS writes everything into ``attngan_<dataset>/incomplete.*`` and renames it into place
 only after the last split and ``dataset_info.json`` are written; an exception removes the temporary
 directory, and a killed process leaves only an ``incomplete.*`` directory, which neither TFDS nor
-:func:`is_prepared` takes for a dataset.
+:func:`is_prepared` takes for a dataset (:func:`prepare` removes it on the next run).
+
+Version 1.0.0 (before attngan-jax stored the files themselves) kept a PNG of every decoded, cropped
+image: 5x the disk and a slower decode. Its directories are not read any more:
+:func:`check_format` tells the user to prepare again (``prepare`` writes 2.0.0 beside it).
 """
 
 from __future__ import annotations
 
 import glob
 import io
+import json
 import logging
 import os
 import shutil
@@ -44,10 +58,14 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from attngan_jax.data.base import Source
+from attngan_jax.data.image_files import StoredImage
+from attngan_jax.errors import InputError
 from attngan_jax.runtime import faults
 
-VERSION = "1.0.0"
+VERSION = "2.0.0"
+FORMAT = 2  # metadata.json "format": records keep the files' bytes + crop box, index-<split>.npz
 VOCAB_FILENAME = "vocab.json"
+INDEX_FILENAME = "index-{split}.npz"
 # Datasets whose captions describe left/right positions: flips and crops would contradict them.
 POSITIONAL_DATASETS = ("shapes",)
 
@@ -75,11 +93,12 @@ def encode_image(image: np.ndarray, image_format: str = "png") -> bytes:
     return buf.getvalue()
 
 
-def features(image_format: str = "png") -> tfds.features.FeaturesDict:
+def features() -> tfds.features.FeaturesDict:
     """The record feature spec (see the module docstring)."""
     return tfds.features.FeaturesDict(
         {
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
+            "image": tfds.features.Tensor(shape=(), dtype=np.object_),  # bytes, stored as given
+            "crop": tfds.features.Tensor(shape=(4,), dtype=np.int32),
             "tokens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
             "cap_lens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
             "class_id": tfds.features.Scalar(dtype=np.int32),
@@ -96,7 +115,10 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """
 
     VERSION = tfds.core.Version(VERSION)
-    RELEASE_NOTES = {str(VERSION): "Initial release."}
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release: PNG of every decoded (cropped) image.",
+        "2.0.0": "The image files' own bytes + crop box; index-<split>.npz of the metadata.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Point --manual_dir at the original dataset tree (see attngan_jax/data/original.py and "
         "attngan_jax/data/custom.py for the expected layouts)."
@@ -118,19 +140,23 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         source_factory: Callable[[], Source] | None = None,
         image_format: str = "png",
         progress: bool = False,
+        workers: int | None = None,
         **kwargs: Any,
     ):
         """Creates the builder.
 
         Args:
             source_factory: ``() -> Source``; only needed to generate (not to read).
-            image_format: ``'png'`` or ``'jpeg'`` encoding of the stored images.
-            progress: show a tqdm bar with the split size as total while generating.
+            image_format: ``'png'`` or ``'jpeg'`` encoding of images a source draws (arrays);
+                image files are stored as they are.
+            progress: show a tqdm bar (rate, ETA) with the split size as total while generating.
+            workers: processes that check the image files (``None``: one per CPU; 0: none).
             **kwargs: forwarded to ``tfds.core.GeneratorBasedBuilder`` (``data_dir``, ...).
         """
         self._source_factory = source_factory
         self._image_format = image_format
         self._progress = progress
+        self._workers = workers
         self._source: Source | None = None
         kwargs.setdefault("file_format", "array_record")
         super().__init__(**kwargs)
@@ -140,10 +166,10 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return tfds.core.DatasetInfo(
             builder=self,
             description=f"AttnGAN '{dataset}' images with all their captions as word ids.",
-            features=features(self._image_format),
+            features=features(),
             disable_shuffling=True,  # record index == position in the source's split
             metadata=tfds.core.MetadataDict(
-                dataset=dataset, positional_captions=dataset in POSITIONAL_DATASETS
+                dataset=dataset, positional_captions=dataset in POSITIONAL_DATASETS, format=FORMAT
             ),
         )
 
@@ -160,13 +186,22 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return {split: self._generate_examples(split) for split in self._source.splits()}
 
     def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        examples = self._source.examples(split)
+        stored = getattr(self._source, "stored_examples", None)
+        if stored is not None:  # image files: checked in worker processes, stored as they are
+            examples = stored(split, workers=self._workers)
+        else:  # drawn images (arrays)
+            examples = self._source.examples(split)
         if self._progress:
             from tqdm import tqdm
 
             examples = tqdm(
-                examples, total=self._source.num_examples(split), desc=f"{self.name}/{split}"
+                examples,
+                total=self._source.num_examples(split),
+                desc=f"{self.name}/{split}",
+                unit="img",
+                smoothing=0.05,
             )
+        index = _IndexWriter()
         for i, ex in enumerate(examples):
             faults.point(f"prepare:{split}:{i}")
             lens = [len(c) for c in ex.captions]
@@ -175,15 +210,54 @@ class AttnganBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             tokens = np.concatenate([np.asarray(c, np.int64) for c in ex.captions])
             if tokens.min() < 0 or tokens.max() > np.iinfo(np.int32).max:
                 raise ValueError(f"{ex.key}: word ids out of int32 range")
-            yield (
-                ex.key,
-                {
-                    "image": encode_image(ex.image, self._image_format),
-                    "tokens": tokens.astype(np.int32),
-                    "cap_lens": np.asarray(lens, np.int32),
-                    "class_id": np.int32(ex.class_id),
-                    "key": ex.key,
-                },
+            if isinstance(ex.image, StoredImage):
+                data, crop = ex.image.data, ex.image.crop
+            else:
+                image = np.asarray(ex.image)
+                data = encode_image(image, self._image_format)
+                crop = (0, 0, image.shape[1], image.shape[0])
+            record = {
+                "image": data,
+                "crop": np.asarray(crop, np.int32),
+                "tokens": tokens.astype(np.int32),
+                "cap_lens": np.asarray(lens, np.int32),
+                "class_id": np.int32(ex.class_id),
+                "key": ex.key,
+            }
+            index.add(record)
+            yield ex.key, record
+        # self.data_dir is the `incomplete` directory: renamed into place with the records
+        index.save(os.path.join(self.data_dir, INDEX_FILENAME.format(split=split)))
+
+
+class _IndexWriter:
+    """Collects ``index-<split>.npz`` (see the module docstring)."""
+
+    def __init__(self):
+        self.tokens, self.cap_lens, self.num_caps = [], [], []
+        self.crop, self.class_id, self.key, self.image_bytes = [], [], [], []
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.tokens.append(record["tokens"])
+        self.cap_lens.append(record["cap_lens"])
+        self.num_caps.append(len(record["cap_lens"]))
+        self.crop.append(record["crop"])
+        self.class_id.append(record["class_id"])
+        self.key.append(record["key"].encode("utf-8"))
+        self.image_bytes.append(len(record["image"]))
+
+    def save(self, path: str) -> None:
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros((0,), np.int32)  # noqa: E731
+        with open(path, "wb") as f:
+            np.savez(
+                f,
+                tokens=cat(self.tokens).astype(np.int32),
+                cap_lens=cat(self.cap_lens).astype(np.int32),
+                num_caps=np.asarray(self.num_caps, np.int32),
+                crop=np.asarray(self.crop, np.int32).reshape(-1, 4),
+                class_id=np.asarray(self.class_id, np.int32),
+                key=np.asarray(self.key, dtype=np.bytes_),
+                image_bytes=np.asarray(self.image_bytes, np.int64),
             )
 
 
@@ -238,11 +312,52 @@ def dataset_dir(data_dir: str, dataset: str) -> str:
     return os.path.join(data_dir, f"attngan_{dataset}", VERSION)
 
 
+def older_versions(data_dir: str, dataset: str) -> list[str]:
+    """Complete datasets of ``dataset`` in ``data_dir`` prepared in an older format (to say so)."""
+    root = os.path.join(data_dir, f"attngan_{dataset}")
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return []
+    return [
+        os.path.join(root, n)
+        for n in names
+        if n != VERSION and not n.startswith("incomplete.") and is_prepared(os.path.join(root, n))
+    ]
+
+
 def is_prepared(path: str) -> bool:
     """Whether ``path`` is a completely generated dataset directory."""
     return os.path.isfile(os.path.join(path, "dataset_info.json")) and os.path.isfile(
         os.path.join(path, VOCAB_FILENAME)
     )
+
+
+def check_format(path: str) -> None:
+    """Raises :class:`OldFormatError` if ``path`` was prepared by an older attngan-jax.
+
+    Args:
+        path: a prepared dataset directory (:func:`is_prepared`).
+    """
+    try:
+        with open(os.path.join(path, "metadata.json")) as f:
+            fmt = json.load(f).get("format", 1)
+    except (OSError, ValueError):
+        fmt = 1
+    if fmt != FORMAT:
+        dataset = os.path.basename(os.path.dirname(os.path.normpath(path))).removeprefix("attngan_")
+        raise OldFormatError(
+            f"{path}: prepared by an older attngan-jax (record format {fmt}; this version reads "
+            f"format {FORMAT}, which keeps the image files as they are: 1/5 of the disk, faster "
+            "to load). Prepare the dataset again: python -m attngan_jax.data.prepare "
+            f"--dataset={dataset or 'NAME'} --manual_dir=... --data_dir=DATA_DIR (it writes "
+            f"DATA_DIR/attngan_<dataset>/{VERSION} beside the old one, which you can delete); "
+            "train.py does it by itself"
+        )
+
+
+class OldFormatError(InputError):
+    """A prepared dataset in a record format this version no longer reads."""
 
 
 def prepare(
@@ -254,6 +369,7 @@ def prepare(
     image_format: str = "png",
     overwrite: bool = False,
     progress: bool = False,
+    workers: int | None = None,
     **source_kwargs: Any,
 ) -> str:
     """Generates (or reuses) the ArrayRecord dataset of ``dataset``.
@@ -263,9 +379,12 @@ def prepare(
         data_dir: root directory for prepared datasets.
         manual_dir: the original files (CUB/COCO tree, custom caption folder); unused for shapes.
         source: a ready :class:`Source` to serialise instead of the default one for ``dataset``.
-        image_format: ``'png'`` (lossless, default) or ``'jpeg'``.
+        image_format: ``'png'`` (lossless, default) or ``'jpeg'`` for images a source draws
+            (shapes); image files are stored as they are.
         overwrite: regenerate even if a complete dataset exists.
-        progress: tqdm bar per split.
+        progress: tqdm bar per split (rate and ETA).
+        workers: processes that decode and check the image files while this one writes
+            (``None``: one per CPU this process may use; 0: all in this process).
         **source_kwargs: forwarded to the source constructor.
 
     Returns:
@@ -285,6 +404,7 @@ def prepare(
         source_factory=factory,
         image_format=image_format,
         progress=progress,
+        workers=workers,
     )
     mode = tfds.download.GenerateMode
     builder.download_and_prepare(

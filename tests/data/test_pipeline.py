@@ -1,5 +1,6 @@
 """TFDS ArrayRecord builders + the grain input pipeline, on a tiny fake source."""
 
+import io
 import os
 import subprocess
 import sys
@@ -96,15 +97,23 @@ def test_records_round_trip(prepared):
         "dataset": "fake",
         "positional_captions": False,
         "n_words": 400,
+        "format": tfds_builders.FORMAT,
     }
     src = tfds.builder_from_directory(prepared).as_data_source("train")
-    assert len(src) == N_TRAIN
+    index = pipeline._RecordIndex(prepared, "train", "fake/train")
+    assert len(src) == len(index) == N_TRAIN
     for i in (0, 5, 11):
         rec, ex = src[i], FakeSource().example("train", i)
         assert rec["key"].decode() == ex.key and rec["class_id"] == ex.class_id
-        np.testing.assert_array_equal(rec["image"], ex.image)  # PNG is lossless
+        image = np.asarray(Image.open(io.BytesIO(rec["image"])))
+        np.testing.assert_array_equal(image, ex.image)  # drawn images: PNG, lossless
+        assert rec["crop"].tolist() == [0, 0, ex.image.shape[1], ex.image.shape[0]]
         assert rec["cap_lens"].tolist() == [len(c) for c in ex.captions]
         assert rec["tokens"].tolist() == sum(ex.captions, [])
+        meta = index[i]  # the same record without its image
+        assert meta["key"].decode() == ex.key and meta["class_id"] == ex.class_id
+        for k in ("crop", "cap_lens", "tokens"):
+            np.testing.assert_array_equal(meta[k], rec[k])
     # preparing again reuses the dataset (a failing source would raise if it were read)
     data_dir = os.path.dirname(os.path.dirname(prepared))
     assert tfds_builders.prepare("fake", data_dir, source=FakeSource(fail_at=0)) == prepared

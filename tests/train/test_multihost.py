@@ -27,6 +27,7 @@ from paths import REPO
 from PIL import Image
 
 from attngan_jax import model_dir
+from attngan_jax.data.tfds_builders import VERSION
 from attngan_jax.runtime.launch import Job, process_env
 
 TIMEOUT_S = 600  # per job: a hang fails the test instead of the whole CI run
@@ -257,6 +258,6 @@ def test_outputs_written_once_and_complete(runs):
 def test_shared_data_directory_prepared_once(runs):
     data = runs["data"]
     root = os.path.join(data, "attngan_shapes")
-    assert sorted(os.listdir(root)) == ["1.0.0"], os.listdir(root)  # no incomplete.* left
+    assert sorted(os.listdir(root)) == [VERSION], os.listdir(root)  # no incomplete.* left
     assert "downloaded and prepared" in _logs(runs["logs"][0], 0)
     assert "downloaded and prepared" not in _logs(runs["logs"][0], 1)  # it waited and reused
