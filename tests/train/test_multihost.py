@@ -1,7 +1,9 @@
 """Multi-host training as real processes: 2 JAX processes x 2 CPU devices (gloo) on localhost.
 
 One scenario, shared by the tests below (CI's budget): ``train.py`` on the tiny shapes demo
-(8 DAMSM + 8 GAN steps) started as 2 processes on an empty data directory, then
+(16 DAMSM + 16 GAN steps: two epochs of each phase over the 64 training records, the GAN at a
+global batch of 8 instead of 4 so that its two epochs take 16 steps, not 32) started as 2
+processes on an empty data directory, then
 
 1. SIGTERM to both processes during DAMSM: they agree on a step, save it, exit 143;
 2. restarted; SIGTERM to process 1 only during the GAN phase: both stop at one step, exit 143;
@@ -34,10 +36,11 @@ TIMEOUT_S = 600  # per job: a hang fails the test instead of the whole CI run
 FLAGS = [
     "--config=configs/shapes.py:tiny",
     "--config.trace_examples=True",
-    "--config.damsm.num_steps=8",
-    "--config.gan.num_steps=8",
+    "--config.damsm.num_steps=16",  # batch 8: two epochs
+    "--config.gan.num_steps=16",
+    "--config.gan.batch_size=8",  # two epochs in 16 steps
     "--config.checkpoint_every=2",
-    "--config.sample_every=4",
+    "--config.sample_every=8",
 ]
 pytestmark = pytest.mark.slow
 
@@ -141,11 +144,11 @@ def runs(tmp_path_factory):
 def test_sigterm_and_sigkill_stop_cleanly(runs):
     c = runs["codes"]
     assert c[0] == 143 and c[1] == [143, 143], c  # SIGTERM to both: both save and exit 143
-    assert 2 <= runs["stop1"][-1] < 8, runs["stop1"]  # checkpoints every 2, and the stop's
+    assert 2 <= runs["stop1"][-1] < 16, runs["stop1"]  # checkpoints every 2, and the stop's
     for i in (0, 1):
         assert f"stopped by signal 15 at step {runs['stop1'][-1]};" in _logs(runs["logs"][0], i)
     assert c[2] == [143, 143], c  # SIGTERM to one: the other stops at the same step
-    assert 1 <= runs["stop2"][-1] < 8, runs["stop2"]
+    assert 1 <= runs["stop2"][-1] < 16, runs["stop2"]
     for i in (0, 1):
         assert f"stopped by signal 15 at step {runs['stop2'][-1]};" in _logs(runs["logs"][1], i)
     assert c[3][1] == 128 + signal.SIGKILL and c[3][0] is not None, c  # no hang after a SIGKILL
@@ -164,6 +167,9 @@ def _leaves(tree):
 
 def test_two_processes_equal_one(runs):
     """Final parameters of the interrupted 2-process run equal the uninterrupted 1-process run.
+
+    Two epochs of each phase: what changes at an epoch boundary (the loader's reshuffle, the
+    DAMSM learning-rate decay, a resume that crosses it) must change nothing between them.
 
     Both run the same global batches over 4 devices with the same XLA programs; the 2-process
     all-reduces go through gloo, whose summation order can differ from the in-process one, and
@@ -202,7 +208,7 @@ def test_each_host_resumes_its_loader_position(runs):
         path = os.path.join(runs["one"], phase, "examples", "process_0-of-1.jsonl")
         with open(path) as f:
             ref = {r["step"]: r["index"] for r in map(json.loads, f)}
-        assert sorted(ref) == list(range(1, 9))
+        assert sorted(ref) == list(range(1, 17))
         seen = {0: {}, 1: {}}
         replays = 0
         for p in (0, 1):
@@ -215,9 +221,11 @@ def test_each_host_resumes_its_loader_position(runs):
             assert seen[0][step] + seen[1][step] == want, (phase, step)
         if phase == "attngan":
             assert replays > 0  # the SIGKILL made steps after the last checkpoint run twice
-        # one epoch of the 64 training records: every record exactly once
-        epoch = sum((ref[s] for s in range(1, 9)), [])
-        assert len(set(epoch)) == len(epoch) == (64 if phase == "damsm" else 32)
+        # two epochs of the 64 training records, reshuffled: every record once in each
+        epochs = [sum((ref[s] for s in range(k, k + 8)), []) for k in (1, 9)]
+        for epoch in epochs:
+            assert sorted(epoch) == list(range(64)), (phase, epoch)
+        assert epochs[0] != epochs[1], phase
 
 
 def test_outputs_written_once_and_complete(runs):
@@ -229,7 +237,7 @@ def test_outputs_written_once_and_complete(runs):
     assert s2["processes"] == 2 and s2["devices"] == 4 and s1["processes"] == 1
     # a resumed run reports what the uninterrupted one does (its finished phases included)
     for phase in ("damsm", "attngan"):
-        assert s2[phase]["final_step"] == 8
+        assert s2[phase]["final_step"] == 16
         assert s2[phase]["final_losses"].keys() == s1[phase]["final_losses"].keys()
         assert len(s2[phase]["final_losses"]) > 3
         for k, v in s1[phase]["final_losses"].items():
@@ -237,7 +245,7 @@ def test_outputs_written_once_and_complete(runs):
                 assert np.isclose(s2[phase]["final_losses"][k], v, rtol=1e-3, atol=1e-4), (phase, k)
     assert s2["evaluation"]["metrics"].keys() == s1["evaluation"]["metrics"].keys()
     # every output readable, written by one process: one event file per TensorBoard directory
-    for name in ("step_0000004.png", "step_0000008.png"):
+    for name in ("step_0000008.png", "step_0000016.png"):
         Image.open(os.path.join(two, "attngan", "samples", name)).load()
     with open(os.path.join(two, "attngan", "eval", "metrics_ema.json")) as f:
         assert "r_precision" in json.load(f)["metrics"]
