@@ -87,7 +87,10 @@ def test_same_caption_and_seed_as_generate_and_sample_mode(server, tmp_path):
             np.testing.assert_array_equal(page, to_uint8(g["images"][k][0, j]))
             size = st["size"]
             written = [p for p in paths if p.endswith(f"0000_{j:02d}_{size}.png")]
-            np.testing.assert_array_equal(page, np.asarray(Image.open(written[0])))
+            # --mode=sample ran batches of 2, not 3: another compiled program, whose float32
+            # rounding can move a pixel by one level on some CPUs (seen on an AMD EPYC).
+            diff = np.abs(page.astype(int) - np.asarray(Image.open(written[0])).astype(int))
+            assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
 def test_out_of_vocabulary_words_are_reported_not_dropped_silently(server):
