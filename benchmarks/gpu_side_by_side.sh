@@ -208,7 +208,8 @@ need ours_f32_2 "$HAVE_OURS" "attngan_jax/JAX (on a GPU) is not importable" &&
 
 # ------------------------------------------------------------------------- train.py on birds
 wait_background
-DATA_PATH="$WORK/birds_data/attngan_birds/1.0.0"
+DATA_VERSION=$("$PY" -c 'from attngan_jax.data.tfds_builders import VERSION; print(VERSION)' 2>/dev/null)
+DATA_PATH="$WORK/birds_data/attngan_birds/${DATA_VERSION:-2.0.0}"
 HAVE_DATA=0; [ -f "$DATA_PATH/dataset_info.json" ] && [ -d "$WORK/birds_damsm/model/damsm" ] && HAVE_DATA=1
 need loader "$HAVE_DATA" "no synthetic birds dataset (see logs/synthetic_birds.log)" &&
   stage loader 75 20 "$PY" benchmarks/input_pipeline.py --data_path="$DATA_PATH" \
