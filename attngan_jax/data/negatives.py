@@ -209,11 +209,15 @@ def duplicate_objects(images: jax.Array) -> jax.Array:
     Returns:
         (B, S, S, 3) the composited images.
     """
-    bsz, s = images.shape[0], images.shape[1]
-    rgb = (images + 1.0) * 127.5
-    a = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2  # opponent colour plane (oracle.py)
-    b = jnp.sqrt(3.0) / 2 * (rgb[..., 1] - rgb[..., 2])
-    chroma = jnp.sqrt(a * a + b * b + 1e-6)  # (B, S, S)
+    s = images.shape[1]
+
+    def chroma_of(x):  # (B, S, S): chroma in the opponent colour plane (oracle.py), 0..~255
+        rgb = (x + 1.0) * 127.5
+        a = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2
+        b = jnp.sqrt(3.0) / 2 * (rgb[..., 1] - rgb[..., 2])
+        return jnp.sqrt(a * a + b * b + 1e-6)
+
+    chroma = chroma_of(images)
     weight = jax.nn.relu(chroma - 50.0)  # the objects' pixels
     total = jnp.sum(weight, axis=(1, 2)) + 1e-6
     t = (jnp.arange(s) + 0.5) / s - 0.5
@@ -225,9 +229,5 @@ def duplicate_objects(images: jax.Array) -> jax.Array:
         jnp.roll(images, s // 2, axis=2),
         jnp.roll(images, s // 2, axis=1),
     )
-    copy_chroma = jnp.where(
-        along_x[:, None, None], jnp.roll(chroma, s // 2, axis=2), jnp.roll(chroma, s // 2, axis=1)
-    )
-    alpha = jnp.clip((copy_chroma - chroma) / 60.0, 0.0, 1.0)[..., None]
-    del bsz
+    alpha = jnp.clip((chroma_of(copy) - chroma) / 60.0, 0.0, 1.0)[..., None]
     return images * (1.0 - alpha) + copy * alpha

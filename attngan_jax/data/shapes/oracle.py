@@ -103,12 +103,19 @@ def segment(
     Returns:
         int (H, W): index into :data:`~attngan_jax.data.shapes.scene.COLOURS`, -1 for background.
     """
+    return _segment(image, min_chroma, max_hue_distance)[0]
+
+
+def _segment(
+    image: np.ndarray, min_chroma: float, max_hue_distance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`segment`'s labels (H, W), with the chroma (H, W) and hue distances (H, W, 6)."""
     hue, chroma = _opponent(to_rgb255(image))  # (H, W) each
     dist = np.abs(hue[..., None] - _PALETTE_HUES)  # (H, W, 6)
     dist = np.minimum(dist, 360.0 - dist)
     labels = np.argmin(dist, axis=-1)
     keep = (chroma >= min_chroma) & (np.min(dist, axis=-1) <= max_hue_distance)
-    return np.where(keep, labels, -1)
+    return np.where(keep, labels, -1), chroma, dist
 
 
 def colour_stats(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -218,10 +225,7 @@ def detect_objects(
     Returns:
         The objects, largest first.
     """
-    labels = segment(image, min_chroma, max_hue_distance)
-    hue, chroma = _opponent(to_rgb255(image))
-    dist = np.abs(hue[..., None] - _PALETTE_HUES)  # (H, W, 6)
-    dist = np.minimum(dist, 360.0 - dist)
+    labels, chroma, dist = _segment(image, min_chroma, max_hue_distance)
     h, w = labels.shape
     found = []
     for k, colour in enumerate(COLOURS):
