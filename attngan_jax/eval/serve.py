@@ -21,6 +21,10 @@ JSON endpoint (for notebooks and other clients)::
                                                                 "png": BASE64}, ...]}]}]}]}
     -> 400 {"error": "..."}   bad JSON, an empty caption, no known word, out-of-range numbers,
                               a body over 64 KB
+    -> 403 {"error": "..."}   a ``Host`` that is not this machine's loopback name (DNS
+                              rebinding), or an ``Origin`` other than the page's own
+    -> 408                    a body that does not arrive within ``timeout`` seconds
+    -> 415 {"error": "..."}   a body not sent as ``Content-Type: application/json``
     GET /api/info        -> {"model", "model_dir", "dataset", "stages", "vocab_size", "words_num",
                              "examples"}
 
@@ -31,7 +35,17 @@ give for the same caption and seed (sample ``j`` of caption ``i``: noise item
 Web stack: the standard library's ``http.server`` (``ThreadingHTTPServer``) and one static page
 with plain JavaScript, so the base install needs nothing more and nothing is fetched from the
 internet. Requests are served in threads; generation runs one request at a time behind a lock
-(the jitted sampler is compiled once per batch shape and reused by later requests).
+(the jitted sampler is compiled once per batch shape and reused by later requests), so a burst
+of requests queues instead of being refused: the listen backlog holds 1,024 connections.
+
+Safety (the rules Jupyter's server follows): served on a loopback address (the default), a request
+is answered only when its ``Host`` header names the loopback (``localhost``, ``127.0.0.1``,
+``[::1]``), so a foreign site that rebinds its DNS name to 127.0.0.1 is refused. The generate
+endpoint takes only ``application/json`` bodies (a cross-origin page cannot send those without a
+CORS preflight, which this server never grants) and refuses an ``Origin`` header other than the
+page's own. A client that stalls while sending its request is disconnected after ``timeout``
+seconds (10 by default). Serving on another address (``--host=0.0.0.0``) is a deliberate choice:
+then any ``Host`` is accepted, the JSON and origin rules stay.
 """
 
 from __future__ import annotations
@@ -63,6 +77,8 @@ MAX_CAPTIONS = 8
 MAX_SAMPLES = 8
 MAX_CAPTION_CHARS = 500
 MAX_SEED = 2**31 - 1
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+READ_TIMEOUT_S = 10.0
 
 
 class BadRequest(InputError):
@@ -206,13 +222,61 @@ def _examples(dataset: str) -> list[str]:
     return []
 
 
-def make_handler(gen: Generator, page: str = PAGE) -> type[BaseHTTPRequestHandler]:
-    """The request handler class of a server for ``gen``."""
+def _host_name(host_header: str) -> str:
+    """``Host`` header -> host name without port: ``"[::1]:80"`` -> ``"::1"``."""
+    h = host_header.strip().lower()
+    if h.startswith("["):  # [IPv6]:port
+        return h[1 : h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address or host name is this machine's loopback."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def make_handler(
+    gen: Generator,
+    page: str = PAGE,
+    check_host: bool = True,
+    timeout: float = READ_TIMEOUT_S,
+) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of a server for ``gen``.
+
+    Args:
+        gen: the loaded model.
+        page: the HTML page served at ``/``.
+        check_host: answer only requests whose ``Host`` is the loopback (see the module docstring).
+        timeout: seconds a client may stall while sending its request before it is disconnected.
+    """
     with open(page, "rb") as f:
         html = f.read()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "attngan-jax"
+
+        def setup(self):
+            self.timeout = timeout  # socket timeout for every read and write of this connection
+            super().setup()
+
+        def _refused(self) -> bool:
+            """Answers 403 (and returns True) for a foreign ``Host`` or ``Origin``."""
+            host = self.headers.get("Host", "")
+            if check_host and not is_loopback(_host_name(host)):
+                self._json(
+                    HTTPStatus.FORBIDDEN,
+                    {"error": f"Host {host!r} is not this machine's loopback address; open the "
+                              "page at http://localhost:PORT/ (or serve with --host=... on purpose)"},
+                )  # fmt: skip
+                return True
+            origin = self.headers.get("Origin")
+            if origin is not None and origin.lower() != f"http://{host.lower()}":
+                self._json(
+                    HTTPStatus.FORBIDDEN,
+                    {"error": f"requests from {origin!r} are not accepted; use the page itself"},
+                )
+                return True
+            return False
 
         def _send(self, status: int, body: bytes, ctype: str) -> None:
             self.send_response(status)
@@ -226,6 +290,8 @@ def make_handler(gen: Generator, page: str = PAGE) -> type[BaseHTTPRequestHandle
             self._send(status, json.dumps(obj).encode(), "application/json")
 
         def do_GET(self):  # noqa: N802  (http.server's name)
+            if self._refused():
+                return
             path = self.path.split("?", 1)[0]
             if path in ("/", "/index.html"):
                 self._send(HTTPStatus.OK, html, "text/html; charset=utf-8")
@@ -240,6 +306,15 @@ def make_handler(gen: Generator, page: str = PAGE) -> type[BaseHTTPRequestHandle
             if self.path.split("?", 1)[0] != "/api/generate":
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}"})
                 return
+            if self._refused():
+                return
+            ctype = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                self._json(
+                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                    {"error": f"send the body as Content-Type: application/json, not {ctype!r}"},
+                )
+                return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
@@ -251,7 +326,13 @@ def make_handler(gen: Generator, page: str = PAGE) -> type[BaseHTTPRequestHandle
                 )
                 self.close_connection = True  # the unread body must not be parsed as a request
                 return
-            body = self.rfile.read(length)
+            try:
+                body = self.rfile.read(length)
+            except TimeoutError:
+                self._json(HTTPStatus.REQUEST_TIMEOUT, {"error": f"no body within {timeout:g} s"})
+                return
+            if len(body) < length:  # the client closed its side early
+                return
             try:
                 req = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -271,14 +352,27 @@ def make_handler(gen: Generator, page: str = PAGE) -> type[BaseHTTPRequestHandle
     return Handler
 
 
-def make_server(directory: str | None = None, host: str = "127.0.0.1", port: int = 8080):
-    """A ``ThreadingHTTPServer`` for a model directory (default: the shipped shapes model).
+class PageServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` with a deep listen backlog: bursts wait in line, not reset."""
 
-    ``port=0`` picks a free port (``server.server_address`` says which).
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+def make_server(
+    directory: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    timeout: float = READ_TIMEOUT_S,
+):
+    """A :class:`PageServer` for a model directory (default: the shipped shapes model).
+
+    ``port=0`` picks a free port (``server.server_address`` says which). On a loopback ``host``
+    only loopback ``Host`` headers are answered; ``timeout``: seconds a stalled client is kept.
     """
     gen = Generator(directory or model_dir.SHIPPED_MODEL)
-    server = ThreadingHTTPServer((host, port), make_handler(gen))
-    server.daemon_threads = True
+    handler = make_handler(gen, check_host=is_loopback(host), timeout=timeout)
+    server = PageServer((host, port), handler)
     server.generator = gen
     return server
 

@@ -208,3 +208,127 @@ def test_eval_py_serve_prints_its_address_and_serves(server):
     finally:
         p.terminate()
         p.wait(timeout=30)
+
+
+def _raw(srv, request: bytes, wait: float = 30.0) -> bytes:
+    """Sends raw bytes, returns everything the server answers before it closes."""
+    import socket
+
+    with socket.create_connection(srv.server_address[:2], timeout=wait) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def _post_raw(srv, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    h, p = srv.server_address[:2]
+    head = {"Host": f"{h}:{p}", "Content-Length": str(len(body)), **headers}
+    lines = "".join(f"{k}: {v}\r\n" for k, v in head.items())
+    out = _raw(srv, f"POST /api/generate HTTP/1.1\r\n{lines}\r\n".encode() + body)
+    status = int(out.split(b" ", 2)[1])
+    return status, json.loads(out.split(b"\r\n\r\n", 1)[1])
+
+
+def test_a_burst_of_128_simultaneous_requests_is_queued_not_reset(server):
+    """A notebook firing many requests at once gets an answer to each (no connection resets)."""
+    srv, _ = server
+    n = 128
+    results: list = [None] * n
+    go = threading.Barrier(n)
+
+    def worker(i):
+        go.wait()
+        try:
+            results[i] = post(srv, {"caption": "a red circle", "seed": i % 4, "num_samples": 1})
+        except Exception as e:  # a reset lands here
+            results[i] = (type(e).__name__, str(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    bad = [r for r in results if r is None or r[0] != 200]
+    assert not bad, f"{len(bad)} of {n} failed, e.g. {bad[:3]}"
+    assert results[0][1] == results[4][1]  # same seed, same answer
+
+
+def test_a_stalled_client_is_disconnected(server):
+    """A client that declares a 100-byte body and sends 2 is answered 408 and let go."""
+    import time
+
+    _, d = server
+    srv = serve.make_server(d, port=0, timeout=1.0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        h, p = srv.server_address[:2]
+        t0 = time.monotonic()
+        out = _raw(
+            srv,
+            f"POST /api/generate HTTP/1.1\r\nHost: {h}:{p}\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{}".encode(),
+        )
+        assert out.startswith(b"HTTP/1.0 408"), out[:80]
+        assert time.monotonic() - t0 < 20
+        t0 = time.monotonic()
+        assert _raw(srv, b"GET / HT") == b""  # a request line that never ends: closed, no answer
+        assert time.monotonic() - t0 < 20
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize(
+    "headers, status, message",
+    [
+        ({"Content-Type": "text/plain"}, 415, "application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "application/json"),
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "evil"),
+        ({"Content-Type": "application/json", "Host": "evil.example:8080"}, 403, "loopback"),
+    ],
+)
+def test_foreign_origins_hosts_and_non_json_bodies_are_refused(server, headers, status, message):
+    """A cross-origin text/plain POST, a foreign Origin and a rebound Host never generate."""
+    srv, _ = server
+    body = json.dumps({"caption": "a red circle"}).encode()
+    got, out = _post_raw(srv, body, headers)
+    assert got == status and message in out["error"], out
+
+
+def test_the_pages_own_origin_and_localhost_are_accepted(server):
+    srv, _ = server
+    _, p = srv.server_address[:2]
+    body = json.dumps({"caption": "a red circle"}).encode()
+    for host in (f"localhost:{p}", f"127.0.0.1:{p}"):
+        got, out = _post_raw(
+            srv,
+            body,
+            {"Host": host, "Origin": f"http://{host}", "Content-Type": "application/json"},
+        )
+        assert got == 200, out
+    h, _ = srv.server_address[:2]
+    out = _raw(srv, f"GET /api/info HTTP/1.1\r\nHost: evil.example:{p}\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.0 403")
+
+
+def test_serving_on_another_address_on_purpose_accepts_any_host(server):
+    """``--host=0.0.0.0`` is deliberate: any Host is answered; the JSON and Origin rules stay."""
+    _, d = server
+    srv = serve.make_server(d, host="0.0.0.0", port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        p = srv.server_address[1]
+        out = _raw(srv, f"GET /api/info HTTP/1.1\r\nHost: my-box.lan:{p}\r\n\r\n".encode())
+        assert out.startswith(b"HTTP/1.0 200"), out[:80]
+        body = json.dumps({"caption": "a red circle"}).encode()
+        got, _ = _post_raw(srv, body, {"Host": f"my-box.lan:{p}", "Content-Type": "text/plain"})
+        assert got == 415
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert serve.is_loopback("127.0.0.1") and serve.is_loopback("localhost")
+    assert not serve.is_loopback("0.0.0.0") and not serve.is_loopback("192.168.1.5")
+    assert serve._host_name("[::1]:8080") == "::1"
+    assert serve._host_name("LocalHost:80") == "localhost"
