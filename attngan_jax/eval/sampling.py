@@ -47,13 +47,39 @@ class LoadedModel:
     encoders: Any  # {"text": {"params"}, "image": {"params", "batch_stats"}}
 
 
-@functools.lru_cache(maxsize=4)
-def load_model(directory: str, raw: bool = False) -> LoadedModel:
+def _stamp(directory: str) -> tuple:
+    """What identifies a model directory's contents: every file's path, size and mtime."""
+    out = []
+    for root, _, files in os.walk(directory):
+        for f in sorted(files):
+            st = os.stat(os.path.join(root, f))
+            out.append(
+                (os.path.relpath(os.path.join(root, f), directory), st.st_size, st.st_mtime_ns)
+            )
+    return tuple(sorted(out))
+
+
+def load_model(directory: str | None = None, raw: bool = False) -> LoadedModel:
     """Loads ``model.json``, ``vocab.json``, the generator (EMA, or ``raw``) and the encoders.
+
+    Loaded models are cached by directory *and contents*: a directory exported again (a newer
+    checkpoint, ``best/`` replaced) is read again, an unchanged one is not.
+
+    Args:
+        directory: a model directory (a run's workdir resolves to its exported model); None: the
+            shipped shapes model (:data:`~attngan_jax.model_dir.SHIPPED_MODEL`).
+        raw: the raw generator instead of the EMA one.
 
     Raises:
         InputError: ``model.json`` is missing, not JSON or lacks a key (named in the message).
     """
+    directory = os.path.abspath(directory or model_dir.SHIPPED_MODEL)
+    return _load_model(directory, raw, _stamp(directory))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(directory: str, raw: bool, stamp: tuple) -> LoadedModel:
+    del stamp  # part of the cache key only
     spec = model_dir.load_spec(directory)
     vocab = Vocabulary.load(os.path.join(directory, "vocab.json"))
     gen = jax.tree_util.tree_map(jnp.asarray, model_dir.load_generator(directory, raw=raw))
@@ -129,7 +155,7 @@ def sampler(spec: ModelSpec) -> Callable:
 
 
 def generate(
-    model: str | LoadedModel,
+    model: str | LoadedModel | None,
     captions: Sequence[str],
     num_samples: int = 1,
     seed: int = 0,
@@ -143,7 +169,7 @@ def generate(
     seed give the same images through all three, whatever the batch size or device count.
 
     Args:
-        model: a model directory or a :class:`LoadedModel`.
+        model: a model directory, a :class:`LoadedModel`, or None for the shipped shapes model.
         captions: caption strings.
         num_samples: images per caption (different z and CA noise).
         seed: seeds z and the CA noise.
@@ -155,7 +181,7 @@ def generate(
         attending stage (N, num_samples, T, s, s); ``words``: per caption the words used;
         ``unknown``: per caption the dropped words.
     """
-    m = load_model(model) if isinstance(model, str) else model
+    m = model if isinstance(model, LoadedModel) else load_model(model)
     ids, lens, words, unknown = encode_captions(m.vocab, captions, m.spec.words_num)
     n = len(captions)
     imgs, atts = [], []
