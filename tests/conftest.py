@@ -23,12 +23,11 @@ jax.config.update("jax_default_matmul_precision", "highest")
 
 @pytest.fixture(scope="session")
 def parity_dir() -> str:
+    from paths import require_shared
+
     from attngan_jax.parity import default_dir
 
-    d = default_dir()
-    if not os.path.isdir(d):
-        pytest.fail(f"parity fixture directory not found: {d} (set ATTNGAN_PARITY_DIR)")
-    return d
+    return require_shared(default_dir(), "the parity fixture directory")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from paths import require_shared
 
 from attngan_jax.parity import default_dir, list_cases, run_case
 
@@ -12,7 +13,7 @@ _CASES = list_cases(_DIR) if os.path.isdir(_DIR) else ["<fixture directory missi
 
 @pytest.mark.parametrize("name", _CASES)
 def test_parity_case(name):
-    assert os.path.isdir(_DIR), f"fixture directory not found: {_DIR} (set ATTNGAN_PARITY_DIR)"
+    require_shared(_DIR, "the parity fixture directory")
     checks = run_case(_DIR, name)
     assert checks
     lines = []

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from eval_fixtures import flax_to_torch, init_tiny_networks, random_variables, tiny_model_json  # noqa: E402
-from paths import KEYS_TSV, REPO
+from paths import KEYS_TSV, REPO, require_shared
 
 from attngan_jax import model_dir  # noqa: E402
 from attngan_jax.convert.common import ConversionError  # noqa: E402
@@ -92,7 +92,7 @@ def test_release_errors(release, tmp_path):
 def test_generator_config_from_release_shapes():
     """The birds/COCO/DCGAN widths from the reference key table's shapes."""
     rows = {}
-    with open(KEYS_TSV) as f:
+    with open(require_shared(KEYS_TSV, "the original's state-dict key table")) as f:
         section = None
         for line in f:
             if line.startswith("## "):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from paths import state_dict_section
+from paths import require_shared, state_dict_section
 
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.generator import (
@@ -286,7 +286,7 @@ def test_wrong_gf_dim_names_key_shapes_and_cause():
 
 @pytest.fixture(scope="module")
 def fixture_weights():
-    case, arrays = load_case(default_dir(), "c_g_net")
+    case, arrays = load_case(require_shared(default_dir(), "the parity fixtures"), "c_g_net")
     return case, split_arrays(arrays)[0]
 
 
