@@ -10,7 +10,7 @@ r"""Sample images from captions, serve the local page, or compute IS / FID / R-p
         --inception=pt_inception-2015-12-05-6726825d.pth --num_images=30000
     python eval.py --mode=metrics --workdir=runs --all      # every model directory below runs/
     python eval.py --mode=metrics --workdir=runs/birds_release --data_dir=data/birds \
-        --protocol=dmgan_pytorch_fid --inception=inception_v3_google-0cc3c7bd.pth \
+        --protocol=dmgan_pytorch_fid --inception=inception_v3_google-1a9a5a14.pth \
         --fid_reference=bird_val.npz                     # DM-GAN's "Pytorch FID" column
 
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
