@@ -131,8 +131,10 @@ def test_fixed_r_precision_protocol(shapes, tmp_path):
     assert rec["run"]["captions"].startswith("the fixed list")
     again = evaluators.evaluate(model, damsm=judge, rp_list=rp_list, **kw)
     assert again["metrics"] == out["metrics"]  # same list, same judge, same seed
-    skipped = evaluators.evaluate(model, rp_list=rp_list, **kw)  # no named DAMSM
-    assert "--damsm" in skipped["skipped"]["r_precision"]
+    other = str(tmp_path / "not_drawn.npz")
+    skipped = evaluators.evaluate(model, rp_list=other, **kw)  # no named DAMSM: no own fallback
+    assert "--damsm" in skipped["skipped"]["r_precision"] and skipped["metrics"] == {}
+    assert not os.path.exists(other)
 
 
 @pytest.mark.slow  # an Inception-v3 compile and ~50 images through it (~45 s of CPU)

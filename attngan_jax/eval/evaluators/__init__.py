@@ -232,7 +232,14 @@ def evaluate(
             "captions": "loader pass p uses seed + p" if proto.pass_drop_last
                         else "the loader's seeded choice, record order, repeated"}},
     }  # fmt: skip
-    fixed = None
+    fixed, skipped = None, {}
+    if proto.r_precision.mode == "fixed_list" and "r_precision" in metrics and not damsm:
+        metrics = tuple(x for x in metrics if x != "r_precision")  # no list drawn, no fallback
+        skipped["r_precision"] = (
+            f"--protocol={proto.name} scores with a named DAMSM: pass --damsm=DIR (a model "
+            "directory whose DAMSM encoders judge, e.g. the released bird/coco DAMSM imported "
+            "with python -m attngan_jax.convert.release)"
+        )
     if proto.r_precision.mode == "fixed_list" and "r_precision" in metrics:
         caps = pipeline.split_captions(data_path, "test")
         n_list = num_images or proto.num_images or records
@@ -245,7 +252,6 @@ def evaluate(
         out["num_images"] = out["protocol"]["run"]["num_images"] = len(lst)
         out["protocol"]["run"]["captions"] = "the fixed list's, entry n -> image n"
         fixed = (caps, lst, path)
-    skipped: dict[str, str] = {}
     active: list[Evaluator] = []
     for name in METRICS:  # a fixed order, whatever the order asked
         if name in metrics:

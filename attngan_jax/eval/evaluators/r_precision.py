@@ -75,12 +75,6 @@ class FixedRPrecision:
     name = "r_precision"
 
     def __init__(self, ctx: Context, caps: dict, lst, list_path: str):
-        if not ctx.damsm:
-            raise Skip(
-                f"--protocol={ctx.protocol.name} scores with a named DAMSM: pass --damsm=DIR (a "
-                "model directory whose DAMSM encoders are the judge, e.g. the released "
-                "bird/coco DAMSM imported with python -m attngan_jax.convert.release)"
-            )
         ddir = model_dir.resolve(ctx.damsm)
         if not model_dir.has_damsm(ddir):
             raise InputError(f"--damsm={ctx.damsm}: {ddir} has no DAMSM encoders")
