@@ -9,6 +9,9 @@ r"""Sample images from captions, serve the local page, or compute IS / FID / R-p
     python eval.py --mode=metrics --workdir=runs/birds_release --data_dir=data/birds \\
         --inception=pt_inception-2015-12-05-6726825d.pth --num_images=30000
     python eval.py --mode=metrics --workdir=runs --all      # every model directory below runs/
+    python eval.py --mode=metrics --workdir=runs/birds_release --data_dir=data/birds \
+        --protocol=dmgan_pytorch_fid --inception=inception_v3_google-1a9a5a14.pth \
+        --fid_reference=bird_val.npz                     # DM-GAN's "Pytorch FID" column
 
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
 """
@@ -23,6 +26,7 @@ if __name__ == "__main__":
 from absl import app, flags, logging  # noqa: E402
 
 from attngan_jax import cli, model_dir  # noqa: E402
+from attngan_jax.eval import protocols  # noqa: E402
 from attngan_jax.eval import run as eval_run  # noqa: E402
 from attngan_jax.runtime import compilation_cache
 
@@ -69,6 +73,19 @@ _METRICS = flags.DEFINE_list(
     ["is", "fid", "r_precision", "caption_fidelity", "attention_localisation"],
     "metrics: which.",
 )
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol",
+    "default",
+    list(protocols.PRESETS),
+    "metrics: an evaluation preset (attngan_jax/eval/protocols.py, docs/evaluation.md): the whole "
+    "recipe of a published column; --metrics/--num_images/--batch_size override it (recorded).",
+)
+_DAMSM = flags.DEFINE_string(
+    "damsm", None, "metrics, fixed_r_precision: the model directory whose DAMSM judges."
+)
+_RP_LIST = flags.DEFINE_string(
+    "rp_list", None, "metrics, fixed_r_precision: the fixed caption list (.npz; drawn if missing)."
+)
 _ALL = flags.DEFINE_bool(
     "all", False, "metrics: score every unscored model directory below --workdir."
 )
@@ -111,10 +128,14 @@ def _run(argv):
         raise app.UsageError("--workdir is required for metrics")
     from attngan_jax.eval.evaluators import evaluate
 
+    preset = _PROTOCOL.value != "default"  # a preset's own values unless a flag is given
     kwargs = dict(
-        data_dir=_DATA_DIR.value, num_images=_NUM_IMAGES.value, batch_size=_BATCH.value,
+        data_dir=_DATA_DIR.value, num_images=_NUM_IMAGES.value,
+        batch_size=_BATCH.value if not preset or flags.FLAGS["batch_size"].present else None,
         seed=_SEED.value, inception=_INCEPTION.value, inception_kind=_KIND.value,
-        fid_inception=_FID_INCEPTION.value, fid_reference=_FID_REF.value, metrics=_METRICS.value,
+        fid_inception=_FID_INCEPTION.value, fid_reference=_FID_REF.value,
+        metrics=_METRICS.value if not preset or flags.FLAGS["metrics"].present else None,
+        protocol=_PROTOCOL.value, damsm=_DAMSM.value, rp_list=_RP_LIST.value,
     )  # fmt: skip
     if _ALL.value:
         results = eval_run.evaluate_all(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)

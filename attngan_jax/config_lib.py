@@ -152,6 +152,9 @@ def base_config() -> mlc.ConfigDict:
     c.eval = mlc.ConfigDict()
     c.eval.num_batches = 10
     c.eval.caption_fidelity = False
+    # The preset of attngan_jax/eval/protocols.py that metrics of this run follow ("default": the
+    # network kind decides, as eval.py without --protocol).
+    c.eval.protocol = "default"
     return c
 
 

@@ -355,6 +355,20 @@ def num_records(path: str, split: str) -> int:
     return int(tfds.builder_from_directory(path).info.splits[split].num_examples)
 
 
+def split_captions(path: str, split: str) -> dict[str, np.ndarray]:
+    """Every record's captions and class of a split, without images (``index-<split>.npz``).
+
+    Returns:
+        ``tokens`` (all word ids, concatenated), ``cap_lens`` (C,) words per caption,
+        ``num_caps`` (R,) captions per record, ``class_id`` (R,), and the offsets ``cap_start``
+        (R + 1,) (record ``r``'s captions are ``cap_start[r]:cap_start[r+1]``) and ``tok_start``
+        (C + 1,) (caption ``c``'s words are ``tokens[tok_start[c]:tok_start[c+1]]``).
+    """
+    a = _RecordIndex(path, split, split)._load()
+    keys = ("tokens", "cap_lens", "num_caps", "class_id", "cap_start", "tok_start")
+    return {k: np.asarray(a[k]) for k in keys}
+
+
 def vocabulary_path(path: str) -> str:
     """The vocabulary JSON saved beside the records (load with ``Vocabulary.load``)."""
     return os.path.join(path, VOCAB_FILENAME)

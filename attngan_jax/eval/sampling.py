@@ -240,6 +240,7 @@ def sample_noise(
     z_dim: int,
     condition_dim: int,
     truncation: float | None = None,
+    truncation_bound: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Noise z and the CA noise of items ``indices``, each drawn from ``fold_in(key(seed), index)``.
 
@@ -251,7 +252,10 @@ def sample_noise(
         indices: (N,) int item indices (e.g. ``caption_index * num_samples + sample``).
         z_dim: noise size.
         condition_dim: CA noise size.
-        truncation: if set, z ~ normal truncated to ``[-truncation, truncation]``.
+        truncation: if set, z ~ normal truncated to ``[-truncation, truncation]``; with
+            ``truncation_bound``, z = ``truncation`` x a normal truncated to ``[-bound, bound]``
+            (DF-GAN's ``truncated_noise``: ``trunc_rate * truncnorm(-2, 2)``).
+        truncation_bound: see ``truncation``.
 
     Returns:
         ``(z (N, z_dim), eps (N, condition_dim))`` float32.
@@ -260,7 +264,10 @@ def sample_noise(
 
     def one(k):
         k_z, k_e = jax.random.split(k)
-        if truncation:
+        if truncation and truncation_bound:
+            b = truncation_bound
+            z = truncation * jax.random.truncated_normal(k_z, -b, b, (z_dim,))
+        elif truncation:
             z = jax.random.truncated_normal(k_z, -truncation, truncation, (z_dim,))
         else:
             z = jax.random.normal(k_z, (z_dim,))

@@ -68,6 +68,11 @@ def fold_statistics(
     np.random.default_rng(seed).shuffle(r)
     if dmgan_fold_quirk:
         fold_len = len(r) // folds
+        if fold_len < 2:  # each fold drops one of its fold_len elements: nothing would be left
+            raise ValueError(
+                f"{len(r)} queries: DM-GAN's folds use {fold_len} - 1 of each {folds}th; "
+                f"need at least {2 * folds}"
+            )
         means = np.array(
             [np.average(r[i * fold_len : (i + 1) * fold_len - 1]) for i in range(folds)]
         )

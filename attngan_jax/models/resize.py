@@ -87,3 +87,55 @@ def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool) -> Arr
     hi = jax.lax.Precision.HIGHEST  # TF32/bf16 passes would swamp the ~1e-6 resize error
     y = jnp.einsum("oh,bhwc->bowc", a_h, x, precision=hi)  # (B, oh, W, C)
     return jnp.einsum("pw,bowc->bopc", a_w, y, precision=hi)  # (B, oh, ow, C)
+
+
+@functools.lru_cache(maxsize=64)
+def tf1_interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The (out_size, in_size) matrix of TensorFlow 1.x ``ResizeBilinear`` (``align_corners=False``).
+
+    The legacy TF kernel (``image_resizer_state.h``/``resize_bilinear_op.cc`` before
+    ``half_pixel_centers``) maps ``src = dst * in / out`` with no half-pixel offset, then
+    ``x0 = floor(src)``, ``x1 = min(x0 + 1, in - 1)``, ``w1 = src - x0``, in float32. This is the
+    resize inside the 2015-12-05 Inception graph (``ExpandDims`` -> ``ResizeBilinear`` -> ``Sub``
+    -> ``Mul``) that TTUR's FID and openai/improved-gan's IS feed; torch-fidelity's
+    ``interpolate_bilinear_2d_like_tensorflow1x`` reproduces it the same way.
+
+    Args:
+        in_size: source length along the axis.
+        out_size: destination length.
+
+    Returns:
+        float32 matrix ``M`` with ``out = M @ in`` along that axis; every row sums to 1.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.arange(out_size, dtype=np.float32) * np.float32(scale)
+    x0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    x1 = np.minimum(x0 + 1, in_size - 1)
+    w1 = (src - x0.astype(np.float32)).astype(np.float32)
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    m = np.zeros((out_size, in_size), np.float32)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, x0), w0)
+    np.add.at(m, (rows, x1), w1)
+    return m
+
+
+def resize_bilinear_tf1(x: Array, size: tuple[int, int]) -> Array:
+    """Bilinear resize of NHWC images as TensorFlow 1.x ``ResizeBilinear`` (legacy, no half pixel).
+
+    Args:
+        x: (B, H, W, C) float images.
+        size: (out_H, out_W).
+
+    Returns:
+        (B, out_H, out_W, C) in ``x``'s dtype; ``x`` itself when the size is unchanged.
+    """
+    _, h, w, _ = x.shape
+    oh, ow = size
+    if (h, w) == (oh, ow):
+        return x
+    a_h = jnp.asarray(tf1_interpolation_matrix(h, oh), dtype=x.dtype)  # (oh, H)
+    a_w = jnp.asarray(tf1_interpolation_matrix(w, ow), dtype=x.dtype)  # (ow, W)
+    hi = jax.lax.Precision.HIGHEST
+    y = jnp.einsum("oh,bhwc->bowc", a_h, x, precision=hi)  # (B, oh, W, C)
+    return jnp.einsum("pw,bowc->bopc", a_w, y, precision=hi)  # (B, oh, ow, C)

@@ -15,8 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attngan_jax.errors import InputError
+from attngan_jax.eval import protocols
 from attngan_jax.eval.sampling import LoadedModel
-from attngan_jax.metrics.networks import EvalInception, load_eval_inception
+from attngan_jax.metrics.networks import EvalInception, Pipeline, load_eval_inception
 from attngan_jax.models.factory import ModelSpec
 from attngan_jax.visualize import to_uint8
 
@@ -40,6 +42,9 @@ class Context:
     inception_kind: str
     fid_inception: str | None
     fid_reference: str
+    protocol: protocols.Protocol = protocols.PRESETS["default"]
+    damsm: str | None = None
+    rp_list: str | None = None
     _networks: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -52,11 +57,34 @@ class Context:
         """The final stage's image size."""
         return int(self.spec.image_sizes[-1])
 
-    def network(self, path: str, kind: str) -> EvalInception:
-        """An Inception network, loaded once per file and shared by the evaluators that use it."""
-        if path not in self._networks:
-            self._networks[path] = load_eval_inception(path, kind)
-        return self._networks[path]
+    def network(
+        self,
+        path: str,
+        kind: str,
+        pipeline: Pipeline | None = None,
+        fc_bias: bool = True,
+        required: str | None = None,
+    ) -> EvalInception:
+        """An Inception network, loaded once per (file, pipeline, bias) and shared by evaluators.
+
+        Args:
+            path: the weights.
+            kind: ``auto`` or a kind of :mod:`attngan_jax.metrics.networks`.
+            pipeline: how images reach it (None: the kind's default).
+            fc_bias: logits with the ``fc`` bias.
+            required: the kind the protocol needs; another kind is an :class:`InputError`.
+        """
+        key = (path, kind, pipeline, fc_bias)
+        if key not in self._networks:
+            self._networks[key] = load_eval_inception(path, kind, pipeline=pipeline,
+                                                      fc_bias=fc_bias)  # fmt: skip
+        net = self._networks[key]
+        if required and net.kind != required:
+            raise InputError(
+                f"--protocol={self.protocol.name} needs {required!r} Inception weights "
+                f"({protocols.WEIGHTS[required]}); {path} is {net.kind!r}"
+            )
+        return net
 
 
 @dataclasses.dataclass
@@ -87,9 +115,13 @@ class GeneratedBatch:
         return to_uint8(self.final)
 
     def inception(self, net: EvalInception) -> tuple[np.ndarray, np.ndarray | None]:
-        """``net(uint8)`` = (pool features, logits), computed once per batch and network."""
+        """(pool features, logits) of ``final`` through ``net``'s pipeline, once per network.
+
+        The pipeline quantises (``round``: :attr:`uint8`; ``truncate``; or not at all).
+        """
         if id(net) not in self._inception:
-            self._inception[id(net)] = net(self.uint8)
+            q = net.pipeline.quantise
+            self._inception[id(net)] = net(self.uint8 if q == "round" else self.final)
         return self._inception[id(net)]
 
 

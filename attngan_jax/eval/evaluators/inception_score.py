@@ -1,8 +1,9 @@
 """Inception Score of the generated images (10 splits), streamed (docs/evaluation.md).
 
-The network and its convention come from ``--inception``: torchvision's or pytorch-fid's weights
-(logits, ``from_logits``) or the StackGAN CUB network (softmax without the background class, full
-batches of 64).
+The network comes from ``--inception``. Without a protocol's IS recipe its kind decides:
+torchvision's or pytorch-fid's weights (logits with the bias) or the StackGAN CUB network (softmax
+without the background class, full batches of 64). A protocol (``attngan_paper``) fixes the
+kind, the image pipeline and whether the logits carry the ``fc`` bias.
 """
 
 from __future__ import annotations
@@ -24,16 +25,27 @@ class InceptionScore:
                 "no Inception weights given (--inception): they cannot be downloaded here; see "
                 "docs/evaluation.md for the files each convention needs"
             )
-        self.net = ctx.network(ctx.inception, ctx.inception_kind)
+        proto = ctx.protocol
+        rec = proto.is_recipe(ctx.dataset)
+        if proto.is_recipes is not None and rec is None:
+            raise Skip(f"--protocol={proto.name} has no published IS protocol for {ctx.dataset!r}")
+        if rec is None:  # today's behaviour: the network kind decides
+            self.net = ctx.network(ctx.inception, ctx.inception_kind)
+            opts = stackgan_cub_options() if self.net.kind == "stackgan" else {"from_logits": True}
+        else:
+            self.net = ctx.network(ctx.inception, ctx.inception_kind, rec.pipeline, rec.fc_bias,
+                                   required=rec.weights)  # fmt: skip
+            opts = {"splits": rec.splits, "from_logits": True,
+                    "drop_background": rec.drop_background,
+                    "full_batches_of": rec.full_batches_of}  # fmt: skip
         if not self.net.num_classes:
             raise Skip(f"{ctx.inception} has no classifier (fc) layer: no Inception Score")
-        opts = stackgan_cub_options() if self.net.kind == "stackgan" else {"from_logits": True}
         classes = self.net.num_classes - (1 if opts.get("drop_background") else 0)
         try:
             self.acc = InceptionScoreAccumulator(ctx.num_images, classes, **opts)
         except ValueError as e:
             raise Skip(f"{e} (StackGAN: full batches of 64, 10 splits)") from None
-        self.info = {"inception": self.net.convention}
+        self.info = {"inception": {**self.net.convention, "is_options": opts}}
 
     def update(self, batch: GeneratedBatch) -> None:
         """Adds a batch's class logits."""
