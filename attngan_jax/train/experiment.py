@@ -40,7 +40,7 @@ from attngan_jax.errors import InputError
 from attngan_jax.models import factory
 from attngan_jax.models.factory import ModelSpec
 from attngan_jax.runtime import faults, sharding
-from attngan_jax.train import damsm, gan, loop
+from attngan_jax.train import damsm, evaluation, gan, loop
 
 log = logging.getLogger(__name__)
 PHASE_RECORD = "phase.json"
@@ -140,13 +140,7 @@ def record_phase(workdir: str, record: dict) -> None:
     sharding.barrier("record_phase")
 
 
-def _write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_write_json = evaluation.write_json
 
 
 def _export(workdir: str, *writers: Callable[[], None]) -> None:
@@ -196,6 +190,11 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
         steps_per_epoch=spe,
         parameters=lambda s: {"text encoder": s.params["text"], "image encoder": s.params["image"]},
     )
+    export = functools.partial(export_damsm, spec=spec, vocab=vocab)
+    compute = evaluation.damsm_evaluation(config, spec, vocab, data_path, mesh)
+    evals = evaluation.periodic_evals(
+        config, "damsm", workdir, compute, _best(config, workdir, export)
+    )
     state, last = loop.run_loop(
         name="damsm",
         workdir=workdir,
@@ -204,49 +203,40 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
         loader=loader,
         total_steps=total,
         every=intervals(config),
+        actions=evals,
         batch_size=d.batch_size,
         trace_examples=config.trace_examples,
     )
-    ev = evaluate_damsm(config, spec, state, data_path, mesh, vocab)
-    encoders = {
-        "text": {"params": state.params["text"]},
-        "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
-    }
-    _export(
-        workdir,
-        lambda: model_dir.save_damsm(workdir, encoders),
-        lambda: model_dir.save_spec(workdir, spec),
-        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
-    )
+    ev = evaluation.evaluate_damsm(config, spec, state, data_path, mesh, vocab)
+    _export(workdir, lambda: export(workdir, state))
     record = {"final_step": total, "final_losses": last, **ev}
     record_phase(workdir, record)
     return record
 
 
-def evaluate_damsm(
-    config, spec: ModelSpec, state, data_path: str, mesh, vocab: Vocabulary | None = None
-) -> dict:
-    """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode).
+def export_damsm(directory: str, state, spec: ModelSpec, vocab: Vocabulary) -> None:
+    """The DAMSM phase's model directory: the encoders, ``model.json``, ``vocab.json``."""
+    encoders = {
+        "text": {"params": state.params["text"]},
+        "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
+    }
+    model_dir.save_damsm(directory, encoders)
+    model_dir.save_spec(directory, spec)
+    vocab.save(os.path.join(directory, "vocab.json"))
 
-    With a vocabulary that names shapes, also ``shape_accuracy`` (see ``damsm.make_eval_step``).
-    """
-    bs = config.damsm.batch_size
-    loader = make_loader(config, data_path, "test", bs, config.seed, False)
-    shape_tables = None
-    if vocab is not None:
-        shape_tables = negatives.shape_word_table(vocab.ixtoword)
-        shape_tables = shape_tables if (shape_tables[1] >= 0).sum() >= 2 else None
-    eval_step = jax.jit(damsm.make_eval_step(config, spec, shape_tables))
-    items = []
-    for i, batch in enumerate(loader):
-        if i >= config.eval.num_batches:
-            break
-        out = sharding.call_in_lockstep(eval_step, state, sharding.to_global(batch, mesh))
-        items.append(sharding.fetch(out))
-    if not items:
-        return {}
-    m = damsm.mean_metrics(items)
-    return {f"damsm_test_{k}": v for k, v in m.items()}
+
+def export_gan(directory: str, state, spec: ModelSpec, vocab: Vocabulary) -> None:
+    """The GAN phase's model directory: EMA and raw generators, encoders, spec, vocabulary."""
+    stats = state.g_stats
+    model_dir.save_generator(directory, {"params": state.ema_params, "batch_stats": stats})
+    model_dir.save_generator(directory, {"params": state.g_params, "batch_stats": stats}, raw=True)
+    model_dir.save_damsm(directory, state.encoders)
+    model_dir.save_spec(directory, spec)
+    vocab.save(os.path.join(directory, "vocab.json"))
+
+
+def _best(config, workdir: str, export: Callable) -> evaluation.Best | None:
+    return evaluation.Best(config.best, workdir, export) if config.best else None
 
 
 def load_encoders(spec: ModelSpec, directory: str) -> Any:
@@ -292,6 +282,11 @@ def run_gan(config, spec: ModelSpec, workdir: str, data_path: str, mesh, damsm_d
         parameters=lambda s: {"generator": s.g_params, "discriminators": s.d_params},
     )
     grid = functools.partial(_sample_grid, config, spec, workdir, data_path, vocab, mesh)
+    export = functools.partial(export_gan, spec=spec, vocab=vocab)
+    compute = evaluation.generator_evaluation(config, spec, vocab, data_path, workdir)
+    evals = evaluation.periodic_evals(
+        config, "attngan", workdir, compute, _best(config, workdir, export)
+    )
     state, last = loop.run_loop(
         name="attngan",
         workdir=workdir,
@@ -300,23 +295,11 @@ def run_gan(config, spec: ModelSpec, workdir: str, data_path: str, mesh, damsm_d
         loader=loader,
         total_steps=total,
         every=intervals(config),
-        actions=[loop.Periodic("sample grid", config.sample_every, grid)],
+        actions=[loop.Periodic("sample grid", config.sample_every, grid), *evals],
         batch_size=g.batch_size,
         trace_examples=config.trace_examples,
     )
-    g_stats = state.g_stats
-    _export(
-        workdir,
-        lambda: model_dir.save_generator(
-            workdir, {"params": state.ema_params, "batch_stats": g_stats}
-        ),
-        lambda: model_dir.save_generator(
-            workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
-        ),
-        lambda: model_dir.save_damsm(workdir, state.encoders),
-        lambda: model_dir.save_spec(workdir, spec),
-        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
-    )
+    _export(workdir, lambda: export(workdir, state))
     record = {"final_step": total, "final_losses": last}
     record_phase(workdir, record)
     return record

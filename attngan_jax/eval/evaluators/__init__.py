@@ -19,10 +19,13 @@ counters.
 * ``attention_localisation``: the share of each colour / shape word's attention that falls on the
   object it names, per attending stage (shapes dataset only).
 
-Each metric is an evaluator (:mod:`.base`: built from a context, ``update`` per batch, ``result``
-once) in a module of its own; :func:`evaluate` generates the images once and feeds every requested
-evaluator. Results go to ``DIR/eval/metrics_<generator>.json`` and to TensorBoard
-(``DIR/eval/tensorboard``).
+Each metric is an evaluator (:mod:`.base`: built from a context, ``update`` per batch, ``gather``
+and ``result`` once) in a module of its own; :func:`run` generates the images once and feeds every
+requested evaluator, :func:`evaluate` runs it on a model directory and writes the results to
+``DIR/eval/metrics_<generator>.json`` and to TensorBoard (``DIR/eval/tensorboard``). During
+training (``attngan_jax.train.evaluation``) :func:`run` gets a model made from the training state
+and runs on every process: each generates and scores its block of every batch and the statistics
+are combined (``sharding.process_allgather``), so N processes report what one does.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from attngan_jax import model_dir
@@ -41,17 +45,20 @@ from attngan_jax.data.tfds_builders import dataset_dir, is_prepared
 from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.eval import sampling
 from attngan_jax.eval.evaluators.attention_localisation import AttentionLocalisation
-from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, PerStage, Skip
 from attngan_jax.eval.evaluators.caption_fidelity import CaptionFidelity
 from attngan_jax.eval.evaluators.fid import FID
 from attngan_jax.eval.evaluators.inception_score import InceptionScore
 from attngan_jax.eval.evaluators.r_precision import RPrecision
+from attngan_jax.runtime import sharding
 from attngan_jax.runtime.observe import MetricWriter, progress
 
 EVALUATORS = {
     e.name: e for e in (InceptionScore, FID, RPrecision, CaptionFidelity, AttentionLocalisation)
 }
 METRICS = tuple(EVALUATORS)  # is, fid, r_precision, caption_fidelity, attention_localisation
+# Already every stage (per_stage / per attending stage); the others go through PerStage.
+_SCORE_EVERY_STAGE = ("caption_fidelity", "attention_localisation")
 
 
 def resolve_data_path(data_dir: str | None, dataset: str) -> str:
@@ -66,8 +73,11 @@ def resolve_data_path(data_dir: str | None, dataset: str) -> str:
     )
 
 
-def _loader(data_path: str, spec, batch_size: int, seed: int):
-    """The test split in record order, repeated (later passes draw other captions)."""
+def _loader(data_path: str, spec, batch_size: int, seed: int, shard: tuple[int, int]):
+    """The test split in record order, repeated (later passes draw other captions).
+
+    ``batch_size`` is global; ``shard = (index, count)`` gives this process's block of each batch.
+    """
     return pipeline.make_loader(
         data_path,
         "test",
@@ -76,36 +86,99 @@ def _loader(data_path: str, spec, batch_size: int, seed: int):
         words_num=spec.words_num,
         seed=seed,
         shuffle=False,
-        num_epochs=None,
+        num_epochs=None,  # endless, so every batch is whole (and blocks are equal)
         random_crop=False,
         random_flip=False,
         sort_by_length=False,
-        drop_remainder=False,
-        shard_index=0,
-        shard_count=1,
+        shard_index=shard[0],
+        shard_count=shard[1],
     )
 
 
-def generated_batches(ctx: Context, generator: str):
-    """Yields :class:`GeneratedBatch` es of ``ctx.num_images`` images (image ``n``: noise item ``n``)."""
-    m, spec, done = ctx.model, ctx.spec, 0
+def generated_batches(ctx: Context, generator: str, shard: tuple[int, int] = (0, 1)):
+    """Yields this process's :class:`GeneratedBatch` es of ``ctx.num_images`` (item ``n``: noise ``n``).
+
+    Args:
+        ctx: the evaluation.
+        generator: a label for the progress bar.
+        shard: ``(process index, process count)``: the process takes its block of every batch of
+            ``ctx.batch_size`` (a multiple of the count), items ``k * batch_size + index * block``
+            onwards; one process takes everything.
+    """
+    m, spec = ctx.model, ctx.spec
+    bsz = ctx.batch_size
+    if bsz % shard[1]:
+        raise InputError(f"evaluation batch size {bsz} does not split over {shard[1]} processes")
+    block = bsz // shard[1]
     bar = progress(ctx.num_images, desc=f"metrics ({generator})")
     bar.unit = "image"
-    for batch in _loader(ctx.data_path, spec, ctx.batch_size, ctx.seed):
-        n = min(len(batch["cap_lens"]), ctx.num_images - done)
+    for k, batch in enumerate(_loader(ctx.data_path, spec, bsz, ctx.seed, shard)):
+        first = k * bsz + shard[0] * block  # item of the block's first row
+        if k * bsz >= ctx.num_images:
+            break
+        n = max(0, min(block, ctx.num_images - first))
+        bar.update(min(bsz, ctx.num_images - k * bsz))
+        if n == 0:
+            continue  # the last batch ends before this block
         ids, lens = np.asarray(batch["captions"])[:n], np.asarray(batch["cap_lens"])[:n]
-        items = np.arange(done, done + n)
+        items = np.arange(first, first + n)
         z, eps = sampling.sample_noise(ctx.seed, items, spec.z_dim, spec.condition_dim)
         imgs, atts = sampling.generate_batch(m, ids, lens, z, eps)
         yield GeneratedBatch(
             final=imgs[-1], ids=ids, lens=lens, record=batch, n=n,
-            stages=tuple(imgs), attention=tuple(atts),
+            stages=tuple(imgs), attention=tuple(atts), items=items,
         )  # fmt: skip
-        done += n
-        bar.update(n)
-        if done >= ctx.num_images:
-            break
     bar.close()
+
+
+def run(
+    ctx: Context, metrics: Sequence[str], generator: str = "ema", every_process: bool = False
+) -> dict[str, Any]:
+    """Generates ``ctx.num_images`` images once and scores them with every requested evaluator.
+
+    Args:
+        ctx: the model, the data and the options.
+        metrics: a subset of :data:`METRICS`.
+        generator: a label for the progress bar.
+        every_process: every process of the job calls this together: each generates its share
+            (its block of every batch) and the evaluators' statistics are combined over the
+            processes before the results. False: this process evaluates everything alone.
+
+    Returns:
+        ``{"metrics": figures, "skipped": {metric: reason}, **info}`` (the same on every process).
+    """
+    bad = sorted(set(metrics) - set(METRICS))
+    if bad:
+        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
+    skipped: dict[str, str] = {}
+    active: list[Evaluator] = []
+    for name in METRICS:  # a fixed order, whatever the order asked
+        if name in metrics:
+            try:
+                active.append(_build(name, ctx))
+            except Skip as e:
+                skipped[name] = str(e)
+    if active:
+        shard = (jax.process_index(), jax.process_count()) if every_process else (0, 1)
+        for batch in generated_batches(ctx, generator, shard):
+            for ev in active:
+                ev.update(batch)
+    res: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    for ev in active:
+        ev.gather(sharding.process_allgather if every_process else lambda tree: [tree])
+        try:
+            res.update(ev.result())
+        except Skip as e:
+            skipped[ev.name] = str(e)
+        info.update(ev.info)
+    return {**info, "metrics": res, "skipped": skipped}
+
+
+def _build(name: str, ctx: Context) -> Evaluator:
+    if ctx.stages == "all" and name not in _SCORE_EVERY_STAGE:
+        return PerStage(EVALUATORS[name], ctx)
+    return EVALUATORS[name](ctx)
 
 
 def evaluate(
@@ -160,27 +233,7 @@ def evaluate(
         "seed": seed, "batch_size": batch_size, "image_size": ctx.image_size,
         "images": "final stage, quantised to uint8 before any Inception network",
     }  # fmt: skip
-    skipped: dict[str, str] = {}
-    active: list[Evaluator] = []
-    for name in METRICS:  # a fixed order, whatever the order asked
-        if name in metrics:
-            try:
-                active.append(EVALUATORS[name](ctx))
-            except Skip as e:
-                skipped[name] = str(e)
-    if active:
-        for batch in generated_batches(ctx, generator):
-            for ev in active:
-                ev.update(batch)
-    res: dict[str, Any] = {}
-    for ev in active:
-        try:
-            res.update(ev.result())
-        except Skip as e:
-            skipped[ev.name] = str(e)
-        out.update(ev.info)
-    out["metrics"] = res
-    out["skipped"] = skipped
+    out.update(run(ctx, metrics, generator))  # this process alone (on its local devices)
     out["seconds"] = round(time.time() - t0, 1)
     _write(mdir, generator, out)
     return out

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from attngan_jax.data import pipeline
-from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import AllGather, Context, GeneratedBatch, Skip
 from attngan_jax.metrics import fid as fid_lib
 from attngan_jax.metrics.networks import EvalInception
 from attngan_jax.runtime.observe import progress
@@ -36,17 +36,35 @@ class FID:
             raise Skip("the StackGAN CUB network is not an FID network: pass --fid_inception")
         self.ctx = ctx
         self.stats = fid_lib.FeatureStats(2048)
+        self.size = ctx.image_size  # of the images fed (an earlier stage's under PerStage)
         self.info = {"fid_inception": self.net.convention}
 
     def update(self, batch: GeneratedBatch) -> None:
         """Adds a batch's pool features."""
+        self.size = int(batch.final.shape[1])
         self.stats.update(batch.inception(self.net)[0])
+
+    def gather(self, allgather: AllGather) -> None:
+        """Merges every process's feature sums (in process order)."""
+        st = self.stats
+        parts = allgather({"n": np.int64(st.n), "shift": st.shift, "sum": st.sum,
+                           "sum_outer": st.sum_outer})  # fmt: skip
+        self.stats = fid_lib.FeatureStats(st.dim)
+        for p in parts:
+            other = fid_lib.FeatureStats(st.dim)
+            other.n, other.shift, other.sum, other.sum_outer = (
+                int(p["n"]),
+                p["shift"],
+                p["sum"],
+                p["sum_outer"],
+            )
+            self.stats.merge(other)
 
     def result(self) -> dict[str, Any]:
         """``fid`` against the reference (its path in ``info["fid_reference"]``)."""
         c = self.ctx
         mu, sigma, where = reference_stats(
-            self.net, c.fid_reference, c.model_dir, c.data_path, c.dataset, c.image_size,
+            self.net, c.fid_reference, c.model_dir, c.data_path, c.dataset, self.size,
             c.batch_size,
         )  # fmt: skip
         g_mu, g_sigma = self.stats.mean_cov()
