@@ -349,8 +349,9 @@ def _shapes_evals(c: mlc.ConfigDict) -> None:
     """The demo's evaluations during training and its best model (not its training recipe).
 
     Caption fidelity and R-precision of the EMA generator at 4 points of the 5,000 GAN steps
-    (every 1,250 and the last), on 256 of the 500 test captions: about 5 % of the demo's training
-    time on 2 CPU cores (measure: ``benchmarks/eval_overhead.py``). DAMSM pretraining reports its
+    (every 1,250 and the last), on 256 of the 500 test captions, sized to add at most 10 % to the
+    demo's training time on 2 CPU cores (not yet measured on an idle machine: run the demo, then
+    ``benchmarks/eval_overhead.py --workdir=...``). DAMSM pretraining reports its
     held-out retrieval accuracy every 250 of its ~875 steps. The best model by both-colours
     fidelity (the hardest criterion the demo learns, docs/shapes_demo.md) is kept in
     ``WORKDIR/attngan/best/``.
