@@ -249,7 +249,7 @@ def process_allgather(tree: Any) -> list[Any]:
     if jax.process_count() == 1:
         return [tree]
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    leaves = [np.ascontiguousarray(np.asarray(x)) for x in leaves]
+    leaves = [np.array(x, copy=None, order="C") for x in leaves]  # keeps 0-d leaves 0-d
     shapes = np.array(
         [d for x in leaves for d in x.shape] or [0], np.int32
     )  # same length everywhere

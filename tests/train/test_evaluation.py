@@ -70,3 +70,47 @@ def test_eval_entries_are_validated():
 def test_flatten_keeps_finite_numbers():
     flat = evaluation.flatten({"a": {"b": 1, "c": float("nan")}, "d": 0.5, "e": "text"})
     assert flat == {"a/b": 1.0, "d": 0.5}
+
+
+def test_process_allgather_packs_any_leaves_exactly(monkeypatch):
+    """sharding.process_allgather's packing, with two threads standing in for two processes (the
+    cross-process all-gather itself: tests/train/test_multihost.py)."""
+    import threading
+
+    import jax
+    import numpy as np
+
+    from attngan_jax.runtime import sharding
+
+    shares = [
+        {"codes": np.arange(6.0).reshape(3, 2)[:, ::-1] / 3, "n": np.int64(3), "x": 2.5},
+        {"codes": np.ones((1, 2)), "n": np.int64(2**40), "x": -1.0},  # another length
+    ]
+    rank, slots, barrier = threading.local(), [None, None], threading.Barrier(2)
+
+    def stack(x):  # the all-gather: every rank's x, in rank order
+        slots[rank.i] = x
+        barrier.wait()
+        out = np.stack(slots)
+        barrier.wait()
+        return out
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(sharding, "_stack_over_processes", stack)
+    results = [None, None]
+
+    def run(i):
+        rank.i = i
+        results[i] = sharding.process_allgather(shares[i])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for out in results:  # both ranks get both shares, exactly
+        assert len(out) == 2
+        for got, want in zip(out, shares):
+            assert got["codes"].dtype == np.float64 and got["n"].shape == ()
+            np.testing.assert_array_equal(got["codes"], want["codes"])
+            assert int(got["n"]) == int(want["n"]) and float(got["x"]) == want["x"]
