@@ -13,6 +13,13 @@ Keys (every experiment has all of them; a phase ignores what it does not use):
 * ``model``: widths of every network (the original's GF_DIM, DF_DIM, EMBEDDING_DIM, ...).
 * ``damsm`` / ``gan``: optimiser, schedule and loss weights of each phase.
 * ``eval``: what the run evaluates at its end (retrieval accuracy, R-precision, caption fidelity).
+* ``evals``: evaluations during training, ``evals.<name> = eval_entry(type, every_steps, ...)``:
+  run every ``every_steps`` steps and at the last step of the phase their type belongs to
+  (:data:`EVAL_TYPES`); figures in ``WORKDIR/<phase>/eval/<step>.json`` and TensorBoard
+  (``eval/...``). Empty here: each experiment file turns on its own.
+* ``best``: ``"<metric>:max"`` or ``"<metric>:min"`` (a key of the evaluations' figures, e.g.
+  ``caption_fidelity/colour_single``): the best model so far is exported to
+  ``WORKDIR/<phase>/best/`` with ``best.json``. ``""``: off.
 """
 
 from __future__ import annotations
@@ -29,6 +36,16 @@ PHASES = ("damsm", "attngan", "demo")
 DATASETS = ("birds", "coco", "custom", "shapes")
 DTYPES = ("float32", "bfloat16")
 IMAGE_TRUNKS = ("inception", "small")
+# Each evaluation type and the phase whose training runs it (attngan_jax.train.evaluation).
+EVAL_TYPES = {
+    "is": "attngan",
+    "fid": "attngan",
+    "r_precision": "attngan",
+    "caption_fidelity": "attngan",
+    "attention_localisation": "attngan",
+    "damsm_retrieval": "damsm",  # held-out DAMSM losses, retrieval and shape accuracy
+}
+EVAL_STAGES = ("final", "all")
 
 
 def parse_variant(arg: str | None, allowed: Sequence[str] = VARIANTS) -> str:
@@ -155,7 +172,41 @@ def base_config() -> mlc.ConfigDict:
     # The preset of attngan_jax/eval/protocols.py that metrics of this run follow ("default": the
     # network kind decides, as eval.py without --protocol).
     c.eval.protocol = "default"
+    c.evals = mlc.ConfigDict()  # evaluations during training: none unless an experiment adds them
+    c.best = ""  # "<metric>:max|min" exports the best model so far to WORKDIR/<phase>/best/
     return c
+
+
+def eval_entry(
+    type: str,  # noqa: A002  (big_vision's key name)
+    every_steps: int,
+    num_images: int = 0,
+    batch_size: int = 16,
+    stages: str = "final",
+    protocol: str = "",
+    num_batches: int = 0,
+) -> mlc.ConfigDict:
+    """One ``config.evals.<name>``: every key present, so ``--config.evals.<name>.<key>=`` works.
+
+    Args:
+        type: one of :data:`EVAL_TYPES`.
+        every_steps: interval in steps; it also runs at the phase's last step (0: only there).
+        num_images: images generated from the test captions (generator evaluations).
+        batch_size: generator batch, over all processes (a multiple of the process count).
+        stages: ``"final"`` or ``"all"`` (each stage's images scored; caption fidelity and
+            attention localisation always score every stage).
+        protocol: the name of an evaluation protocol preset, recorded with the figures
+            ("" = the defaults of ``attngan_jax.eval.evaluators``).
+        num_batches: test batches of ``damsm.batch_size`` (``damsm_retrieval``).
+    """
+    return mlc.ConfigDict(
+        dict(
+            type=type, every_steps=every_steps, num_images=num_images, batch_size=batch_size,
+            stages=stages, protocol=protocol, num_batches=num_batches,
+            # IS / FID networks (see docs/evaluation.md); "" = none (the metric is skipped)
+            inception="", inception_kind="auto", fid_inception="", fid_reference="test",
+        )
+    )  # fmt: skip
 
 
 def birds(phase: str, variant: str) -> mlc.ConfigDict:
@@ -291,9 +342,27 @@ def shapes(phase: str, variant: str) -> mlc.ConfigDict:
     c.checkpoint_every = 500
     c.sample_every = 500
     c.eval.caption_fidelity = True
+    _shapes_evals(c)
     if variant == "tiny":
         _tiny(c)
     return c
+
+
+def _shapes_evals(c: mlc.ConfigDict) -> None:
+    """The demo's evaluations during training and its best model (not its training recipe).
+
+    Caption fidelity and R-precision of the EMA generator at 4 points of the 5,000 GAN steps
+    (every 1,250 and the last), on 256 of the 500 test captions, sized to add at most 10 % to the
+    demo's training time on 2 CPU cores (not yet measured on an idle machine: run the demo, then
+    ``benchmarks/eval_overhead.py --workdir=...``). DAMSM pretraining reports its
+    held-out retrieval accuracy every 250 of its ~875 steps. The best model by both-colours
+    fidelity (the hardest criterion the demo learns, docs/shapes_demo.md) is kept in
+    ``WORKDIR/attngan/best/``.
+    """
+    c.evals.caption_fidelity = eval_entry("caption_fidelity", 1250, num_images=256, batch_size=64)
+    c.evals.r_precision = eval_entry("r_precision", 1250, num_images=256, batch_size=64)
+    c.evals.damsm_retrieval = eval_entry("damsm_retrieval", 250, num_batches=4)
+    c.best = "caption_fidelity/both_colours:max"
 
 
 def _tiny(c: mlc.ConfigDict) -> None:
@@ -319,6 +388,8 @@ def _tiny(c: mlc.ConfigDict) -> None:
     c.checkpoint_every = 1
     c.sample_every = 2
     c.eval.num_batches = 1
+    for e in c.evals.values():
+        e.num_images, e.batch_size, e.num_batches = 12, 4, 1  # R-precision: >= 10 (folds)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -433,7 +504,38 @@ def validate(config: mlc.ConfigDict) -> None:
             )
     if config.phase in ("damsm", "demo"):
         inception_weights_path(config)  # unset or missing weights file
+    _validate_evals(config)
     _validate_data_dirs(config.data)
+
+
+def parse_best(best: str) -> tuple[str, str]:
+    """``"metric:max"`` -> ``("metric", "max")``.
+
+    Raises:
+        InputError: not ``<metric>:max`` or ``<metric>:min``.
+    """
+    metric, _, mode = str(best).rpartition(":")
+    if not metric or mode not in ("max", "min"):
+        raise _bad("best", best, "must be '<metric>:max' or '<metric>:min', e.g. "
+                   "'caption_fidelity/colour_single:max' (or '' for none)")  # fmt: skip
+    return metric, mode
+
+
+def _validate_evals(config: mlc.ConfigDict) -> None:
+    for name, e in config.evals.items():
+        key = f"evals.{name}"
+        if not isinstance(e, mlc.ConfigDict) or "type" not in e:
+            raise _bad(key, e, "must be an entry of config_lib.eval_entry(type, every_steps, ...)")
+        _check_choice(config, f"{key}.type", tuple(EVAL_TYPES))
+        _check_choice(config, f"{key}.stages", EVAL_STAGES)
+        _check_int(config, f"{key}.every_steps", 0)
+        _check_int(config, f"{key}.batch_size", 1)
+        if EVAL_TYPES[e.type] == "damsm":
+            _check_int(config, f"{key}.num_batches", 1)
+        else:
+            _check_int(config, f"{key}.num_images", 1)
+    if config.best:
+        parse_best(config.best)
 
 
 def _validate_data_dirs(d: mlc.ConfigDict) -> None:

@@ -428,39 +428,11 @@ def make_loader(
         int32, ``class_ids`` (B,) int32, ``index`` (B,) int32 record index in the split and
         ``keys`` (B,) numpy str (host only); B = global_batch_size // shard_count.
     """
-    path = data_dir_or_path
-    if dataset is not None:
-        from attngan_jax.data.tfds_builders import dataset_dir
-
-        path = dataset_dir(data_dir_or_path, dataset)
-    if not is_prepared(path):
-        raise FileNotFoundError(
-            f"{path} is not a completely prepared dataset (no dataset_info.json or "
-            f"{VOCAB_FILENAME}); run python -m attngan_jax.data.prepare"
-        )
-    positional = bool(dataset_metadata(path).get("positional_captions", False))
-    for name, value in (("random_crop", random_crop), ("random_flip", random_flip)):
-        if value and positional:
-            warnings.warn(
-                f"{name}=True on a dataset whose captions name positions ({path}); "
-                "crops and flips contradict its captions",
-                stacklevel=2,
-            )
-    random_crop = (not positional) if random_crop is None else random_crop
-    random_flip = (not positional) if random_flip is None else random_flip
+    path = _prepared_path(data_dir_or_path, dataset)
+    random_crop, random_flip = _augmentation(path, random_crop, random_flip)
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
-    if global_batch_size % shard_count:
-        lo = global_batch_size // shard_count * shard_count
-        raise ValueError(
-            f"global batch size {global_batch_size} does not split over {shard_count} processes; "
-            f"use a multiple of {shard_count} (nearest: {lo or shard_count} or {lo + shard_count})"
-        )
-    if shard_count > 1 and not drop_remainder:
-        raise ValueError(
-            "several hosts need equal blocks: drop_remainder=False needs shard_count=1"
-        )
-    check_format(path)
+    _check_blocks(global_batch_size, shard_count, drop_remainder)
     source = _RecordIndex(path, split, f"{dataset_metadata(path).get('dataset')}/{split}")
     images = _ImageRecords(tfds.builder_from_directory(path).as_data_source(split))
     # One global stream on every host (module docstring): the sampler is not sharded.
@@ -477,10 +449,9 @@ def make_loader(
     operations: list[Any] = [
         _ExampleTransform(image_sizes, words_num, seed, random_crop, random_flip),
         grain.transforms.Batch(batch_size=global_batch_size, drop_remainder=drop_remainder),
+        *([_SortByLength()] if sort_by_length else []),
+        _HostBlock(images, shard_index, shard_count, image_sizes, random_crop),
     ]
-    if sort_by_length:
-        operations.append(_SortByLength())
-    operations.append(_HostBlock(images, shard_index, shard_count, image_sizes, random_crop))
     if worker_count > 0 and not flags.FLAGS.is_parsed():
         # grain's worker processes read its absl flags; outside an absl app nobody parsed them, so
         # accept their defaults (an absl app that parses later still parses normally).
@@ -496,6 +467,51 @@ def make_loader(
             num_threads=read_threads, prefetch_buffer_size=4 * read_threads
         ),
     )
+
+
+def _prepared_path(data_dir_or_path: str, dataset: str | None) -> str:
+    """The prepared dataset directory (of ``dataset`` under a ``data_dir``), checked complete."""
+    path = data_dir_or_path
+    if dataset is not None:
+        from attngan_jax.data.tfds_builders import dataset_dir
+
+        path = dataset_dir(data_dir_or_path, dataset)
+    if not is_prepared(path):
+        raise FileNotFoundError(
+            f"{path} is not a completely prepared dataset (no dataset_info.json or "
+            f"{VOCAB_FILENAME}); run python -m attngan_jax.data.prepare"
+        )
+    check_format(path)
+    return path
+
+
+def _augmentation(path: str, random_crop: bool | None, random_flip: bool | None):
+    """``(random_crop, random_flip)``: ``None`` is on unless the captions name positions."""
+    positional = bool(dataset_metadata(path).get("positional_captions", False))
+    for name, value in (("random_crop", random_crop), ("random_flip", random_flip)):
+        if value and positional:
+            warnings.warn(
+                f"{name}=True on a dataset whose captions name positions ({path}); "
+                "crops and flips contradict its captions",
+                stacklevel=3,
+            )
+    random_crop = (not positional) if random_crop is None else random_crop
+    random_flip = (not positional) if random_flip is None else random_flip
+    return random_crop, random_flip
+
+
+def _check_blocks(global_batch_size: int, shard_count: int, drop_remainder: bool) -> None:
+    """Every host's block of a global batch has the same size."""
+    if global_batch_size % shard_count:
+        lo = global_batch_size // shard_count * shard_count
+        raise ValueError(
+            f"global batch size {global_batch_size} does not split over {shard_count} processes; "
+            f"use a multiple of {shard_count} (nearest: {lo or shard_count} or {lo + shard_count})"
+        )
+    if shard_count > 1 and not drop_remainder:
+        raise ValueError(
+            "several hosts need equal blocks: drop_remainder=False needs shard_count=1"
+        )
 
 
 def global_batches(

@@ -87,6 +87,26 @@ def _load_model(directory: str, raw: bool, stamp: tuple) -> LoadedModel:
     return LoadedModel(spec, vocab, gen, enc)
 
 
+def local_model(spec: ModelSpec, vocab: Vocabulary, generator: Any, encoders: Any) -> LoadedModel:
+    """A :class:`LoadedModel` of networks held by a training state, on this process's devices.
+
+    The state's arrays are replicated over every device of every process; sampling runs on the
+    local devices (:func:`place_batch`), so the host copy of each array is placed once, replicated
+    over them.
+
+    Args:
+        spec: the networks.
+        vocab: the vocabulary.
+        generator: ``{"params": EMA (or raw) parameters, "batch_stats"}``.
+        encoders: the frozen DAMSM encoders ``{"text": ..., "image": ...}``.
+    """
+    from attngan_jax.runtime import sharding
+
+    local = sharding.replicated(sharding.make_mesh(jax.local_devices()))
+    generator, encoders = jax.device_put(sharding.fetch((generator, encoders)), local)
+    return LoadedModel(spec, vocab, generator, encoders)
+
+
 def encode_captions(
     vocab: Vocabulary, captions: Sequence[str], words_num: int
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]], list[list[str]]]:

@@ -147,12 +147,16 @@ class InceptionScoreAccumulator:
         self.sum_plogp = np.zeros(splits, np.float64)
         self.seen = 0
 
-    def update(self, probs_or_logits: np.ndarray) -> None:
-        """Adds a batch of rows (B, C) (in arrival order)."""
+    def update(self, probs_or_logits: np.ndarray, start: int | None = None) -> None:
+        """Adds a batch of rows (B, C): rows ``start, start + 1, ...`` (default: arrival order).
+
+        ``start`` lets several accumulators (one per process) each take a share of the rows;
+        :meth:`merge` then adds them up.
+        """
         p = class_probabilities(probs_or_logits, self.from_logits, self.drop_background)
-        if self.seen + len(p) > self.num_samples:
+        start = self.seen if start is None else start
+        if start + len(p) > self.num_samples:
             raise ValueError(f"more rows than num_samples={self.num_samples} were fed")
-        start = self.seen
         self.seen += len(p)
         p = p[: max(0, self.num_used - start)]  # rows past num_used are ignored
         rows = start + np.arange(len(p))
@@ -161,6 +165,14 @@ class InceptionScoreAccumulator:
             part = p[split_of == i]
             self.sum_p[i] += part.sum(axis=0)
             self.sum_plogp[i] += xlogy(part, part).sum()
+
+    def merge(self, other: InceptionScoreAccumulator) -> None:
+        """Adds the rows another accumulator of the same ``num_samples`` was fed (another share)."""
+        if other.sum_p.shape != self.sum_p.shape or other.num_samples != self.num_samples:
+            raise ValueError("cannot merge accumulators of different shapes or num_samples")
+        self.sum_p += other.sum_p
+        self.sum_plogp += other.sum_plogp
+        self.seen += other.seen
 
     def result(self) -> tuple[float, float]:
         """``(mean, std)`` over the splits; requires all ``num_samples`` rows to have been fed."""

@@ -17,6 +17,7 @@ arrays. :func:`fetch` copies results to the host, :func:`barrier` waits for ever
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -227,3 +228,57 @@ def to_global(batch: dict, mesh: Mesh, axis: str = DATA_AXIS, keep_host: bool = 
         elif keep_host:
             out[k] = v
     return out
+
+
+def process_allgather(tree: Any) -> list[Any]:
+    """Every process's copy of a tree of host arrays, in process order (the same on all of them).
+
+    The leaves may differ in shape between processes (e.g. the codes of each process's share of
+    an evaluation) but not in tree structure, rank or dtype. Values travel as bytes, so float64
+    and int64 arrive exactly even with JAX's 64-bit mode off. One process: ``[tree]``.
+
+    Every process must call this in lockstep (it runs a cross-process all-gather on the mesh of
+    every device, through :func:`call_in_lockstep`).
+
+    Args:
+        tree: a pytree of numpy arrays or Python/numpy scalars.
+
+    Returns:
+        A list of ``jax.process_count()`` trees of numpy arrays.
+    """
+    if jax.process_count() == 1:
+        return [tree]
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    leaves = [np.array(x, copy=None, order="C") for x in leaves]  # keeps 0-d leaves 0-d
+    shapes = np.array(
+        [d for x in leaves for d in x.shape] or [0], np.int32
+    )  # same length everywhere
+    buf = np.concatenate([x.reshape(-1).view(np.uint8) for x in leaves] or [np.zeros(0, np.uint8)])
+    sizes = _stack_over_processes(np.array([buf.size], np.int32))[:, 0]  # (P,)
+    all_shapes = _stack_over_processes(shapes)  # (P, sum of ranks)
+    bufs = _stack_over_processes(np.pad(buf, (0, int(sizes.max()) - buf.size)))  # (P, max bytes)
+    out = []
+    for p in range(jax.process_count()):
+        dims, offset, got = iter(all_shapes[p].tolist()), 0, []
+        for x in leaves:
+            shape = tuple(next(dims) for _ in range(x.ndim))
+            nbytes = int(np.prod(shape, dtype=np.int64)) * x.dtype.itemsize
+            got.append(bufs[p, offset : offset + nbytes].copy().view(x.dtype).reshape(shape))
+            offset += nbytes
+        out.append(jax.tree_util.tree_unflatten(treedef, got))
+    return out
+
+
+def _stack_over_processes(x: np.ndarray) -> np.ndarray:
+    """(P, ...) : every process's ``x`` (same shape and dtype on all of them), in process order."""
+    mesh = make_mesh()
+    n_local = jax.local_device_count()
+    rows = np.broadcast_to(x[None], (n_local, *x.shape)).copy()  # one row per local device
+    g = jax.make_array_from_process_local_data(batch_sharded(mesh), rows)  # (P * n_local, ...)
+    out = fetch(call_in_lockstep(_replicate(mesh), g))
+    return out[::n_local]
+
+
+@functools.lru_cache(maxsize=4)
+def _replicate(mesh: Mesh) -> Callable:
+    return jax.jit(lambda x: x, out_shardings=replicated(mesh))

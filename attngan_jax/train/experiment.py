@@ -17,7 +17,7 @@ Several processes (``jax.distributed``; docs/multihost.md): every process runs
 this same code. The primary process alone prepares the dataset (the others wait at a barrier, then
 prepare their own copy only if they cannot see it), writes the exports, sample grids, summaries and
 the final evaluation (which runs on its local devices); a SIGTERM/SIGINT on any process stops all of
-them at the same step, agreed through the training step itself (:func:`run_loop`).
+them at the same step, agreed through the training step itself (:func:`loop.run_loop`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ from attngan_jax.errors import InputError
 from attngan_jax.models import factory
 from attngan_jax.models.factory import ModelSpec
 from attngan_jax.runtime import faults, sharding
-from attngan_jax.runtime.observe import MetricWriter
-from attngan_jax.train import damsm, gan
-from attngan_jax.train.loop import run_loop
+from attngan_jax.train import damsm, evaluation, gan, loop
 
 log = logging.getLogger(__name__)
 PHASE_RECORD = "phase.json"
@@ -108,8 +106,16 @@ def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, 
     )
 
 
-# ----------------------------------------------------------------------------- generic loop
 # ----------------------------------------------------------------------------- phases
+def intervals(config: mlc.ConfigDict) -> loop.Intervals:
+    """The loop's logging and checkpoint intervals of an experiment."""
+    return loop.Intervals(
+        log=config.log_every,
+        checkpoint=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+    )
+
+
 def _steps(config, phase_cfg, n_train: int) -> tuple[int, int]:
     spe = phase_cfg.steps_per_epoch or max(n_train // phase_cfg.batch_size, 1)
     total = phase_cfg.num_steps or phase_cfg.num_epochs * spe
@@ -134,13 +140,7 @@ def record_phase(workdir: str, record: dict) -> None:
     sharding.barrier("record_phase")
 
 
-def _write_json(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+_write_json = evaluation.write_json
 
 
 def _export(workdir: str, *writers: Callable[[], None]) -> None:
@@ -182,61 +182,61 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
             return state
         return state.replace(opt_state=jax.jit(tx.init)(state.params))
 
-    state, last = run_loop(
-        name="damsm",
-        workdir=workdir,
-        config=config,
-        mesh=mesh,
+    program = loop.Program(
         init_fn=init_fn,
         step_fn=step_fn,
-        loader=loader,
-        total_steps=total,
+        init_args=init_args,
         on_epoch=reset_opt,
         steps_per_epoch=spe,
-        batch_size=d.batch_size,
-        init_args=init_args,
         parameters=lambda s: {"text encoder": s.params["text"], "image encoder": s.params["image"]},
     )
-    ev = evaluate_damsm(config, spec, state, data_path, mesh, vocab)
-    encoders = {
-        "text": {"params": state.params["text"]},
-        "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
-    }
-    _export(
-        workdir,
-        lambda: model_dir.save_damsm(workdir, encoders),
-        lambda: model_dir.save_spec(workdir, spec),
-        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
+    export = functools.partial(export_damsm, spec=spec, vocab=vocab)
+    compute = evaluation.damsm_evaluation(config, spec, vocab, data_path, mesh)
+    evals = evaluation.periodic_evals(
+        config, "damsm", workdir, compute, _best(config, workdir, export)
     )
+    state, last = loop.run_loop(
+        name="damsm",
+        workdir=workdir,
+        mesh=mesh,
+        program=program,
+        loader=loader,
+        total_steps=total,
+        every=intervals(config),
+        actions=evals,
+        batch_size=d.batch_size,
+        trace_examples=config.trace_examples,
+    )
+    ev = evaluation.evaluate_damsm(config, spec, state, data_path, mesh, vocab)
+    _export(workdir, lambda: export(workdir, state))
     record = {"final_step": total, "final_losses": last, **ev}
     record_phase(workdir, record)
     return record
 
 
-def evaluate_damsm(
-    config, spec: ModelSpec, state, data_path: str, mesh, vocab: Vocabulary | None = None
-) -> dict:
-    """Held-out DAMSM losses and in-batch retrieval accuracy (test split, eval mode).
+def export_damsm(directory: str, state, spec: ModelSpec, vocab: Vocabulary) -> None:
+    """The DAMSM phase's model directory: the encoders, ``model.json``, ``vocab.json``."""
+    encoders = {
+        "text": {"params": state.params["text"]},
+        "image": {"params": state.params["image"], "batch_stats": state.batch_stats},
+    }
+    model_dir.save_damsm(directory, encoders)
+    model_dir.save_spec(directory, spec)
+    vocab.save(os.path.join(directory, "vocab.json"))
 
-    With a vocabulary that names shapes, also ``shape_accuracy`` (see ``damsm.make_eval_step``).
-    """
-    bs = config.damsm.batch_size
-    loader = make_loader(config, data_path, "test", bs, config.seed, False)
-    shape_tables = None
-    if vocab is not None:
-        shape_tables = negatives.shape_word_table(vocab.ixtoword)
-        shape_tables = shape_tables if (shape_tables[1] >= 0).sum() >= 2 else None
-    eval_step = jax.jit(damsm.make_eval_step(config, spec, shape_tables))
-    items = []
-    for i, batch in enumerate(loader):
-        if i >= config.eval.num_batches:
-            break
-        out = sharding.call_in_lockstep(eval_step, state, sharding.to_global(batch, mesh))
-        items.append(sharding.fetch(out))
-    if not items:
-        return {}
-    m = damsm.mean_metrics(items)
-    return {f"damsm_test_{k}": v for k, v in m.items()}
+
+def export_gan(directory: str, state, spec: ModelSpec, vocab: Vocabulary) -> None:
+    """The GAN phase's model directory: EMA and raw generators, encoders, spec, vocabulary."""
+    stats = state.g_stats
+    model_dir.save_generator(directory, {"params": state.ema_params, "batch_stats": stats})
+    model_dir.save_generator(directory, {"params": state.g_params, "batch_stats": stats}, raw=True)
+    model_dir.save_damsm(directory, state.encoders)
+    model_dir.save_spec(directory, spec)
+    vocab.save(os.path.join(directory, "vocab.json"))
+
+
+def _best(config, workdir: str, export: Callable) -> evaluation.Best | None:
+    return evaluation.Best(config.best, workdir, export) if config.best else None
 
 
 def load_encoders(spec: ModelSpec, directory: str) -> Any:
@@ -274,62 +274,50 @@ def run_gan(config, spec: ModelSpec, workdir: str, data_path: str, mesh, damsm_d
     vocab = load_vocabulary(data_path)
     step_fn = gan.make_train_step(config, spec, vocab.ixtoword)
     loader = make_loader(config, data_path, "train", g.batch_size, config.seed + 1, True)
-    hooks = [functools.partial(_sample_hook, config, spec, workdir, data_path, vocab, mesh)]
-    state, last = run_loop(
-        name="attngan",
-        workdir=workdir,
-        config=config,
-        mesh=mesh,
+    program = loop.Program(
         init_fn=init_fn,
         step_fn=step_fn,
-        loader=loader,
-        total_steps=total,
-        hooks=hooks,
-        batch_size=g.batch_size,
         # read (and checked against this config) first for the abstract state, before any compile
         init_args=lambda: (load_encoders(spec, damsm_dir),),
         parameters=lambda s: {"generator": s.g_params, "discriminators": s.d_params},
     )
-    if total % config.sample_every:  # the final grid, when the last step did not draw one
-        hooks[0](total, state, last, force=True)
-    g_stats = state.g_stats
-    _export(
-        workdir,
-        lambda: model_dir.save_generator(
-            workdir, {"params": state.ema_params, "batch_stats": g_stats}
-        ),
-        lambda: model_dir.save_generator(
-            workdir, {"params": state.g_params, "batch_stats": g_stats}, raw=True
-        ),
-        lambda: model_dir.save_damsm(workdir, state.encoders),
-        lambda: model_dir.save_spec(workdir, spec),
-        lambda: vocab.save(os.path.join(workdir, "vocab.json")),
+    grid = functools.partial(_sample_grid, config, spec, workdir, data_path, vocab, mesh)
+    export = functools.partial(export_gan, spec=spec, vocab=vocab)
+    compute = evaluation.generator_evaluation(config, spec, vocab, data_path, workdir)
+    evals = evaluation.periodic_evals(
+        config, "attngan", workdir, compute, _best(config, workdir, export)
     )
+    state, last = loop.run_loop(
+        name="attngan",
+        workdir=workdir,
+        mesh=mesh,
+        program=program,
+        loader=loader,
+        total_steps=total,
+        every=intervals(config),
+        actions=[loop.Periodic("sample grid", config.sample_every, grid), *evals],
+        batch_size=g.batch_size,
+        trace_examples=config.trace_examples,
+    )
+    _export(workdir, lambda: export(workdir, state))
     record = {"final_step": total, "final_losses": last}
     record_phase(workdir, record)
     return record
 
 
-def _sample_hook(
-    config, spec, workdir, data_path, vocab, mesh, step, state, metrics, force=False
-) -> None:
-    """Every ``sample_every`` steps: a super-image of test captions into TensorBoard and PNG.
+def _sample_grid(config, spec, workdir, data_path, vocab, mesh, step, state, writer) -> None:
+    """A super-image of test captions into TensorBoard and ``workdir/samples/step_<step>.png``.
 
     Every process samples (the generator is replicated over all of them); the primary writes.
     """
-    if step % config.sample_every and not force:
-        return
     from attngan_jax.eval.sampling import render_super_image
 
     img = render_super_image(spec, state, data_path, vocab, mesh, config.data.sort_by_length, num=8)
-    if not sharding.is_primary():
-        return
-    writer = MetricWriter(os.path.join(workdir, "tensorboard"))
     writer.write_images(step, {"samples/super_image": img})
-    writer.close()
-    from attngan_jax.visualize import save_png
+    if sharding.is_primary():
+        from attngan_jax.visualize import save_png
 
-    save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), img)
+        save_png(os.path.join(workdir, "samples", f"step_{step:07d}.png"), img)
 
 
 # ----------------------------------------------------------------------------- entry point

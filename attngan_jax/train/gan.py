@@ -5,7 +5,7 @@ numbered part is one function that :func:`make_train_step`'s step calls in this 
 
 1. :func:`encode_text`: text encoder (frozen, eval mode) -> words (B, T, D), sentence (B, D);
    mask = ``captions == 0``. :func:`hard_captions` encodes the hard negatives, if any.
-2. ONE generator forward in train mode (BatchNorm batch statistics) with ``z`` and the CA noise
+2. :func:`g_forward`: ONE generator forward in train mode (BatchNorm batch statistics) with ``z`` and the CA noise
    ``eps`` drawn from ``fold_in(rng, step)`` (named splits ``"z"``, ``"ca"``), kept as a ``jax.vjp``.
 3. :func:`d_update`: every discriminator ``D_i`` is updated on (real_i, detached fake_i):
    real/fake/mismatched terms.
@@ -24,6 +24,7 @@ element-wise, so this equals one optimizer per discriminator).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax
@@ -242,33 +243,40 @@ def ema_update(ema_params: PyTree, params: PyTree, decay: float) -> PyTree:
     return jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, ema_params, params)
 
 
-# ----------------------------------------------------------------------------- the step
-def make_train_step(config, spec: ModelSpec, ixtoword=None):
-    """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure.
+# ----------------------------------------------------------------------------- 2. generator forward
+def g_forward(gen, state: GANState, z, sent, words, mask, eps):
+    """ONE generator forward in train mode, kept as a ``jax.vjp`` for the pull-back of step 4.
 
-    Hard negatives (not in the original; in-batch mismatched pairs almost always differ in the
-    first colour, so neither player has to learn positions or the second object without them):
-    with ``gan.mirror_negatives_d`` / ``_g`` the captions of :func:`hard_captions` are hard
-    mismatched texts for the discriminators' conditional logits (``_d``) and extra negatives of
-    the generator's DAMSM term (``_g``); ``gan.recolour_negatives`` adds recoloured captions to
-    them and ``gan.reshape_negatives`` a second kind, captions with one object's shape renamed.
-    The metrics ``D<i>_mirror_prob`` cover every hard caption. ``gan.duplicate_negatives`` shows
-    the discriminators real images with every object drawn twice as mismatches
-    (``D<i>_dup_prob``).
-
-    Args:
-        config: experiment config (``gan.*``).
-        spec: the networks (:class:`attngan_jax.models.factory.ModelSpec`).
-        ixtoword: the vocabulary's words by id; required by the hard negatives above.
+    Returns:
+        ``((fakes per stage (B, S_i, S_i, 3) float32, mu, logvar), g_vjp, new g_stats)``.
     """
-    gen = factory.generator(spec)
-    discs = factory.discriminators(spec)
-    text, image = factory.text_encoder(spec), factory.image_encoder(spec)
-    g_tx, d_tx = make_optimizers(config)
-    g = config.gan
-    sizes = spec.stage_sizes
-    mirror_d, mirror_g = g.mirror_negatives_d, g.mirror_negatives_g
-    hard_negatives = mirror_d or mirror_g
+
+    def forward(g_params):
+        out, upd = gen.apply(
+            {"params": g_params, "batch_stats": state.g_stats},
+            z,
+            sent,
+            words,
+            mask,
+            train=True,
+            eps=eps,
+            mutable=["batch_stats"],
+        )
+        fakes = tuple(x.astype(jnp.float32) for x in out.fake_imgs)
+        return (fakes, out.mu, out.logvar), upd["batch_stats"]
+
+    return jax.vjp(forward, state.g_params, has_aux=True)
+
+
+# ----------------------------------------------------------------------------- the step
+def hard_negative_tables(g, ixtoword) -> tuple:
+    """``(swap tables, colour ids, shape tables)`` of the hard negatives ``gan.*`` turns on.
+
+    Raises:
+        ValueError: a negative that changes the mirrored captions without them, or hard
+            negatives without the vocabulary.
+    """
+    hard_negatives = g.mirror_negatives_d or g.mirror_negatives_g
     if g.recolour_negatives and not hard_negatives:
         raise ValueError(
             "gan.recolour_negatives changes the hard captions of gan.mirror_negatives_d/_g: "
@@ -287,6 +295,33 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
     tables = negatives.swap_tables(ixtoword) if hard_negatives else None
     colour_ids = negatives.colour_word_ids(ixtoword) if g.recolour_negatives else None
     shape_tables = negatives.shape_word_table(ixtoword) if g.reshape_negatives else None
+    return tables, colour_ids, shape_tables
+
+
+def make_train_step(config, spec: ModelSpec, ixtoword=None):
+    """``train_step(state, batch) -> (state, metrics)``: one full AttnGAN iteration, pure.
+
+    Hard negatives (not in the original; in-batch mismatched pairs almost always differ in the
+    first colour, so neither player has to learn positions or the second object without them):
+    with ``gan.mirror_negatives_d`` / ``_g`` the captions of :func:`hard_captions` are hard
+    mismatched texts for the discriminators' conditional logits (``_d``) and extra negatives of
+    the generator's DAMSM term (``_g``); ``gan.recolour_negatives`` adds recoloured captions to
+    them and ``gan.reshape_negatives`` a second kind, captions with one object's shape renamed.
+    The metrics ``D<i>_mirror_prob`` cover every hard caption. ``gan.duplicate_negatives`` shows
+    the discriminators real images with every object drawn twice as mismatches
+    (``D<i>_dup_prob``).
+
+    Args:
+        config: experiment config (``gan.*``).
+        spec: the networks (:class:`attngan_jax.models.factory.ModelSpec`).
+        ixtoword: the vocabulary's words by id; required by the hard negatives above.
+    """
+    gen, discs = factory.generator(spec), factory.discriminators(spec)
+    text, image = factory.text_encoder(spec), factory.image_encoder(spec)
+    g_tx, d_tx = make_optimizers(config)
+    g = config.gan
+    sizes = spec.stage_sizes
+    tables, colour_ids, shape_tables = hard_negative_tables(g, ixtoword)
 
     def train_step(state: GANState, batch: Batch):
         rng = jax.random.fold_in(state.rng, state.step)
@@ -294,87 +329,62 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
         # 1. Text features (and the hard negatives' features).
         words, sent, mask = encode_text(text, state.encoders, batch)
         hard = None
-        if hard_negatives:
+        if tables is not None:
             hard = hard_captions(text, state.encoders, batch, tables, colour_ids, rng, shape_tables)
-        bsz = sent.shape[0]
-        z = jax.random.normal(k_z, (bsz, spec.z_dim))
-        eps = jax.random.normal(k_eps, (bsz, spec.condition_dim))
-
+        z = jax.random.normal(k_z, (sent.shape[0], spec.z_dim))
+        eps = jax.random.normal(k_eps, (sent.shape[0], spec.condition_dim))
         # 2. One generator forward, kept for the pull-back of step 4.
-        def g_forward(g_params):
-            out, upd = gen.apply(
-                {"params": g_params, "batch_stats": state.g_stats},
-                z,
-                sent,
-                words,
-                mask,
-                train=True,
-                eps=eps,
-                mutable=["batch_stats"],
-            )
-            fakes = tuple(x.astype(jnp.float32) for x in out.fake_imgs)
-            return (fakes, out.mu, out.logvar), upd["batch_stats"]
-
-        (fakes, mu, logvar), g_vjp, g_stats = jax.vjp(g_forward, state.g_params, has_aux=True)
-
+        (fakes, mu, logvar), g_vjp, g_stats = g_forward(gen, state, z, sent, words, mask, eps)
         # 3. Discriminators on (real, detached fake).
         reals = {name: batch[f"image_{sizes[int(name[1:])]}"] for name in discs}
         dups = None
         if g.duplicate_negatives:
             dups = {name: negatives.duplicate_objects(x) for name, x in reals.items()}
+        hard_d = hard if g.mirror_negatives_d else None
         d_params, d_stats, d_opt, d_grads, metrics = d_update(
-            discs, d_tx, state, reals, fakes, sent, hard if mirror_d else None, dups
+            discs, d_tx, state, reals, fakes, sent, hard_d, dups
         )
-
         # 4. Generator through the updated discriminators, gradients w.r.t. the fakes only.
-        def g_loss(fakes, mu, logvar):
-            return losses.generator_loss(
-                discs,
-                d_params,
-                d_stats,
-                image,
-                state.encoders["image"],
-                fakes,
-                mu,
-                logvar,
-                words,
-                sent,
-                batch["cap_lens"],
-                batch["class_ids"] if g.class_masking else None,
-                gamma1=g.gamma1,
-                gamma2=g.gamma2,
-                gamma3=g.gamma3,
-                lam=g.lam,
-                hard=hard if mirror_g else None,
-            )
-
+        g_loss = functools.partial(
+            _g_loss, discs, d_params, d_stats, image, state.encoders["image"], words=words,
+            sent=sent, cap_lens=batch["cap_lens"],
+            class_ids=batch["class_ids"] if g.class_masking else None,
+            hard=hard if g.mirror_negatives_g else None, weights=g,
+        )  # fmt: skip
         g_params, g_opt, g_grads, err_g, (aux, d_stats) = g_update(
             g_tx, state, g_vjp, g_loss, fakes, mu, logvar
         )
-
         # 5. EMA of the generator parameters.
         ema = ema_update(state.ema_params, g_params, g.ema_decay)
-
         metrics.update(aux)
-        metrics.update(
-            errG_total=err_g,
-            grad_norm_g=optax.global_norm(g_grads),
-            grad_norm_d=optax.global_norm(d_grads),
-            param_norm_g=optax.global_norm(g_params),
-            param_norm_d=optax.global_norm(d_params),
-            lr_g=jnp.asarray(g.g_lr, jnp.float32),
-            lr_d=jnp.asarray(g.d_lr, jnp.float32),
-        )
+        metrics.update(_norms_and_rates(g, err_g, g_grads, d_grads, g_params, d_params))
         new = state.replace(
-            step=state.step + 1,
-            g_params=g_params,
-            g_stats=g_stats,
-            g_opt=g_opt,
-            d_params=d_params,
-            d_stats=d_stats,
-            d_opt=d_opt,
-            ema_params=ema,
-        )
+            step=state.step + 1, g_params=g_params, g_stats=g_stats, g_opt=g_opt,
+            d_params=d_params, d_stats=d_stats, d_opt=d_opt, ema_params=ema,
+        )  # fmt: skip
         return new, metrics
 
     return train_step
+
+
+def _g_loss(discs, d_params, d_stats, image, image_vars, fakes, mu, logvar, *, words, sent,
+            cap_lens, class_ids, hard, weights):  # fmt: skip
+    """:func:`attngan_jax.losses.generator_loss` with the step's weights (``gan.gamma*``, λ)."""
+    return losses.generator_loss(
+        discs, d_params, d_stats, image, image_vars, fakes, mu, logvar, words, sent, cap_lens,
+        class_ids, gamma1=weights.gamma1, gamma2=weights.gamma2, gamma3=weights.gamma3,
+        lam=weights.lam, hard=hard,
+    )  # fmt: skip
+
+
+def _norms_and_rates(g, err_g, g_grads, d_grads, g_params, d_params) -> dict:
+    """The step's logged norms (per player) and learning rates."""
+    return dict(
+        errG_total=err_g,
+        grad_norm_g=optax.global_norm(g_grads),
+        grad_norm_d=optax.global_norm(d_grads),
+        param_norm_g=optax.global_norm(g_params),
+        param_norm_d=optax.global_norm(d_params),
+        lr_g=jnp.asarray(g.g_lr, jnp.float32),
+        lr_d=jnp.asarray(g.d_lr, jnp.float32),
+    )

@@ -160,3 +160,53 @@ def test_generate_without_a_directory_uses_the_shipped_model():
     sizes = list(sampling.load_model(model_dir.SHIPPED_MODEL).spec.image_sizes)
     assert [x.shape[-2] for x in out["images"]] == sizes
     np.testing.assert_array_equal(out["images"][-1], ref["images"][-1])
+
+
+def test_evaluators_on_a_model_in_memory_equal_the_model_directory(shapes):
+    """``run`` on a model made from arrays (as from a training state) gives the directory's figures;
+    ``stages="all"`` adds each stage's R-precision, the final one equal to the plain figure."""
+    from attngan_jax.eval.evaluators.base import Context
+
+    _, data, model, vocab = shapes
+    loaded = sampling.load_model(model)
+    state_like = sampling.local_model(loaded.spec, vocab, loaded.generator, loaded.encoders)
+    want = evaluators.evaluate(model, data_dir=data, num_images=12, batch_size=4, seed=2,
+                               metrics=["r_precision", "caption_fidelity"])  # fmt: skip
+    ctx = Context(
+        model=state_like, model_dir=model, data_path=data, dataset="shapes", num_images=12,
+        batch_size=4, seed=2, inception=None, inception_kind="auto", fid_inception=None,
+        fid_reference="test", stages="all",
+    )  # fmt: skip
+    got = evaluators.run(ctx, ["r_precision", "caption_fidelity"], every_process=True)
+    m = got["metrics"]
+    assert m["caption_fidelity"] == want["metrics"]["caption_fidelity"]
+    assert m["r_precision"] == pytest.approx(want["metrics"]["r_precision"], abs=1e-6)
+    per_stage = m["r_precision_per_stage"]
+    assert sorted(per_stage) == ["128", "64"]
+    assert per_stage["128"]["r_precision"] == m["r_precision"]
+    assert 0.0 <= per_stage["64"]["r_precision"] <= 1.0
+
+
+def test_evaluator_shares_add_up_to_one_process():
+    """Two shares of the rows, gathered, give what one accumulator of every row gives."""
+    from attngan_jax.eval.evaluators.caption_fidelity import _Counts
+    from attngan_jax.metrics.inception_score import InceptionScoreAccumulator
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((20, 7))
+    whole = InceptionScoreAccumulator(20, 7, splits=4, from_logits=True)
+    whole.update(logits)
+    a = InceptionScoreAccumulator(20, 7, splits=4, from_logits=True)
+    b = InceptionScoreAccumulator(20, 7, splits=4, from_logits=True)
+    for k in range(0, 20, 4):  # batches of 4 in blocks of 2: rows k, k+1 to a; k+2, k+3 to b
+        a.update(logits[k : k + 2], start=k)
+        b.update(logits[k + 2 : k + 4], start=k + 2)
+    a.merge(b)
+    np.testing.assert_allclose(a.result(), whole.result(), rtol=1e-12)
+    with pytest.raises(ValueError, match="more rows"):
+        a.update(logits[:4], start=18)
+    c1, c2 = _Counts(), _Counts()
+    c1.hits["position"], c1.counts["position"], c1.n = 1, 2, 3
+    c2.hits["position"], c2.counts["position"], c2.n = 2, 2, 4
+    c1.set_total([c1.state(), c2.state()])
+    assert c1.result()["position"] == 0.75 and c1.result()["n"] == 7

@@ -32,6 +32,7 @@ CRASHES = [
     "checkpoint:damsm:4",  # an asynchronous checkpoint write, not committed
     "export:damsm:damsm",  # an exported part under its temporary name
     "step:attngan:5",  # training
+    "best:attngan",  # a best model written under its temporary name, not swapped in
     "record:attngan",  # exports complete, phase not recorded: the rerun replaces every part
     "evaluate",  # the final evaluation
 ]
@@ -82,6 +83,7 @@ def test_each_kill_left_what_it_should(crashed_and_straight):
     assert any("incomplete." in p for p in left["prepare:train:20"])
     assert any("orbax-checkpoint-tmp" in p for p in left["checkpoint:damsm:4"])
     assert any(os.path.basename(p).startswith(".tmp-damsm") for p in left["export:damsm:damsm"])
+    assert any(os.path.basename(p).startswith(".tmp-best-") for p in left["best:attngan"])
 
 
 def test_rerun_after_kills_equals_uninterrupted(crashed_and_straight):
@@ -120,3 +122,32 @@ def test_summary_is_that_of_an_uninterrupted_run(crashed_and_straight):
 
 def test_nothing_partial_remains(crashed_and_straight):
     assert not _partial_paths(crashed_and_straight["root"])
+
+
+def test_best_model_and_evaluations_equal_uninterrupted(crashed_and_straight):
+    """best/ and every eval/<step>.json are those of the uninterrupted run."""
+    a, b = crashed_and_straight["crashed"], crashed_and_straight["straight"]
+    with (
+        open(os.path.join(a, "attngan", "best", "best.json")) as f,
+        open(os.path.join(b, "attngan", "best", "best.json")) as g,
+    ):
+        assert json.load(f) == json.load(g)
+    x = model_dir.load_generator(os.path.join(a, "attngan", "best"))
+    y = model_dir.load_generator(os.path.join(b, "attngan", "best"))
+    import jax
+
+    for u, v in zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    for phase in ("damsm", "attngan"):
+        names = sorted(os.listdir(os.path.join(b, phase, "eval")))
+        assert "8.json" in names
+        for n in names:
+            if n.endswith(".json") and n[:-5].isdigit():
+                with (
+                    open(os.path.join(a, phase, "eval", n)) as f,
+                    open(os.path.join(b, phase, "eval", n)) as g,
+                ):
+                    ra, rb = json.load(f), json.load(g)
+                for r in (*ra.values(), *rb.values()):
+                    r.pop("seconds")
+                assert ra == rb, (phase, n)

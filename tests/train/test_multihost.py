@@ -11,6 +11,11 @@ processes on an empty data directory, then
    launcher kills the other (its collectives cannot complete), the step is replayed later;
 4. restarted: runs to the end (export, sample grids, summary, evaluation).
 
+The tiny demo config evaluates during training (its ``config.evals``: DAMSM retrieval, caption
+fidelity, R-precision at each phase's last step), every process scoring its share. Afterwards the
+1-process run's exported model is evaluated by one small script as 2 processes x 2 devices and as
+1 process x 4 devices: the same model, so the figures must agree.
+
 The same config runs uninterrupted as 1 process with 4 CPU devices (the same global batch over the
 same number of devices). The interrupted 2-process run must end with the same parameters, have
 seen the same examples at every step, and write every output once and completely.
@@ -136,9 +141,42 @@ def runs(tmp_path_factory):
         text=True,
         timeout=TIMEOUT_S,
     )
+    # the same model evaluated by 2 processes and by 1 (the script below)
+    script = str(root / "evaluate.py")
+    with open(script, "w") as f:
+        f.write(_EVAL_SCRIPT)
+    evals = {}
+    for n, devices in ((2, 2), (1, 4)):
+        out = str(root / f"eval_{n}.json")
+        job = Job([script, os.path.join(one, "attngan"), data, out], n, devices,
+                  log_dir=str(root / f"eval_logs{n}"), log_primary=True, cwd=REPO)  # fmt: skip
+        evals[n] = (job.wait(grace_s=60, timeout_s=TIMEOUT_S), out)
     return dict(
-        two=two, one=one, data=data, logs=logs, codes=codes, stop1=stop1, stop2=stop2, ref=ref
-    )
+        two=two, one=one, data=data, logs=logs, codes=codes, stop1=stop1, stop2=stop2, ref=ref,
+        evals=evals,
+    )  # fmt: skip
+
+
+_EVAL_SCRIPT = """
+import json, sys
+from attngan_jax.runtime import sharding, xla_flags
+xla_flags.apply()
+sharding.maybe_initialize_distributed()
+from attngan_jax.data import pipeline
+from attngan_jax.eval import evaluators, sampling
+from attngan_jax.eval.evaluators.base import Context
+model_dir, data_dir, out = sys.argv[1:]
+m = sampling.load_model(model_dir)
+m = sampling.local_model(m.spec, m.vocab, m.generator, m.encoders)  # as from a training state
+data = evaluators.resolve_data_path(data_dir, "shapes")
+ctx = Context(model=m, model_dir=model_dir, data_path=data, dataset="shapes", num_images=14,
+              batch_size=4, seed=3, inception=None, inception_kind="auto", fid_inception=None,
+              fid_reference="test", stages="all")
+res = evaluators.run(ctx, ["r_precision", "caption_fidelity", "attention_localisation"],
+                     every_process=True)
+if sharding.is_primary():
+    json.dump(res, open(out, "w"), default=float)
+"""
 
 
 def test_sigterm_and_sigkill_stop_cleanly(runs):
@@ -269,3 +307,48 @@ def test_shared_data_directory_prepared_once(runs):
     assert sorted(os.listdir(root)) == [VERSION], os.listdir(root)  # no incomplete.* left
     assert "downloaded and prepared" in _logs(runs["logs"][0], 0)
     assert "downloaded and prepared" not in _logs(runs["logs"][0], 1)  # it waited and reused
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)):
+            out[prefix + k] = v
+    return out
+
+
+def test_evaluation_of_two_processes_equals_one(runs):
+    """Each process scores its share; combined, 2 processes report the figures of 1."""
+    got = {}
+    for n, (code, path) in runs["evals"].items():
+        assert code == 0, n
+        with open(path) as f:
+            got[n] = json.load(f)
+    assert got[1]["skipped"] == got[2]["skipped"] == {}
+    a, b = _flat(got[2]["metrics"]), _flat(got[1]["metrics"])
+    assert a.keys() == b.keys() and "r_precision_per_stage/16/r_precision" in a
+    assert a["caption_fidelity/n"] == 14  # every image once: the shares add up (14 = 2 * 4 + 6)
+    for k in a:
+        if k.rsplit("/", 1)[-1].startswith("n"):
+            assert a[k] == b[k], k  # counts are exact
+        else:
+            assert np.isclose(a[k], b[k], rtol=1e-6, atol=1e-9), (k, a[k], b[k])
+
+
+def test_evaluations_during_training(runs):
+    """The periodic evaluations ran on both processes at each phase's last step, shares combined."""
+    for phase in ("damsm", "attngan"):
+        recs = {}
+        for k in ("two", "one"):
+            with open(os.path.join(runs[k], phase, "eval", "16.json")) as f:
+                recs[k] = json.load(f)
+        assert recs["two"].keys() == recs["one"].keys() and recs["two"]
+        for name, r in recs["two"].items():
+            assert r["processes"] == 2 and recs["one"][name]["processes"] == 1
+            a, b = _flat(r["metrics"]), _flat(recs["one"][name]["metrics"])
+            assert a.keys() == b.keys() and a, name
+            for k in a:  # the image and criterion counts depend on the captions alone
+                if k.rsplit("/", 1)[-1].startswith("n"):
+                    assert a[k] == b[k], (name, k)

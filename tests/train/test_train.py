@@ -224,22 +224,21 @@ def test_sigterm_saves_and_resume_continues(prepared, tmp_path):
     init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
     step_fn = damsm.make_train_step(config, spec_of(config), tx, 100)
 
-    def kill_at_3(step, state, metrics):
+    def kill_at_3(step, state, writer):
         if step == 3:
             os.kill(os.getpid(), signal.SIGTERM)
 
     kwargs = dict(
         name="t",
         workdir=str(tmp_path),
-        config=config,
         mesh=mesh,
-        init_fn=init,
-        step_fn=step_fn,
+        program=loop.Program(init_fn=init, step_fn=step_fn),
         total_steps=6,
+        every=experiment.intervals(config),
     )
     loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     with pytest.raises(loop.Preempted):
-        loop.run_loop(loader=loader, hooks=[kill_at_3], **kwargs)
+        loop.run_loop(loader=loader, actions=[loop.Periodic("kill", 1, kill_at_3)], **kwargs)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3"]
     loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     state, _ = loop.run_loop(loader=loader, **kwargs)
@@ -261,13 +260,13 @@ def test_corrupted_latest_checkpoint_falls_back(prepared, tmp_path, caplog):
     size = max(config.data.image_sizes)
     tx = damsm.optimizer_for(spec_of(config), size)
     init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
+    step_fn = damsm.make_train_step(config, spec_of(config), tx, 100)
     kwargs = dict(
         name="t",
         workdir=str(tmp_path),
-        config=config,
         mesh=mesh,
-        init_fn=init,
-        step_fn=damsm.make_train_step(config, spec_of(config), tx, 100),
+        program=loop.Program(init_fn=init, step_fn=step_fn),
+        every=experiment.intervals(config),
     )
     loader = experiment.make_loader(config, path, "train", config.damsm.batch_size, 0, True)
     loop.run_loop(loader=loader, total_steps=4, **kwargs)
@@ -533,3 +532,11 @@ def test_duplicate_objects_draws_every_object_twice():
         assert {o.colour for o in oracle.detect_objects(dup[i])} == {
             o.colour for o in src.scene("test", i).objects
         }
+
+
+def test_itstime_runs_every_interval_and_the_last_step():
+    runs = [s for s in range(1, 11) if loop.itstime(s, 4, 10)]
+    assert runs == [4, 8, 10]
+    assert [s for s in range(1, 9) if loop.itstime(s, 4, 8)] == [4, 8]  # the last once
+    assert [s for s in range(1, 11) if loop.itstime(s, 0, 10)] == [10]  # 0: the last only
+    assert [s for s in range(1, 11) if loop.itstime(s, 4, 10, last=False)] == [4, 8]

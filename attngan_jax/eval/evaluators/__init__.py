@@ -19,10 +19,13 @@ counters.
 * ``attention_localisation``: the share of each colour / shape word's attention that falls on the
   object it names, per attending stage (shapes dataset only).
 
-Each metric is an evaluator (:mod:`.base`: built from a context, ``update`` per batch, ``result``
-once) in a module of its own; :func:`evaluate` generates the images once and feeds every requested
-evaluator. Results go to ``DIR/eval/metrics_<generator>.json`` and to TensorBoard
-(``DIR/eval/tensorboard``).
+Each metric is an evaluator (:mod:`.base`: built from a context, ``update`` per batch, ``gather``
+and ``result`` once) in a module of its own; :func:`run` generates the images once and feeds every
+requested evaluator, :func:`evaluate` runs it on a model directory and writes the results to
+``DIR/eval/metrics_<generator>.json`` and to TensorBoard (``DIR/eval/tensorboard``). During
+training (``attngan_jax.train.evaluation``) :func:`run` gets a model made from the training state
+and runs on every process: each generates and scores its block of every batch and the statistics
+are combined (``sharding.process_allgather``), so N processes report what one does.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from attngan_jax import model_dir
@@ -42,17 +46,20 @@ from attngan_jax.data.tfds_builders import dataset_dir, is_prepared
 from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.eval import fixed_captions, protocols, sampling
 from attngan_jax.eval.evaluators.attention_localisation import AttentionLocalisation
-from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, PerStage, Skip
 from attngan_jax.eval.evaluators.caption_fidelity import CaptionFidelity
 from attngan_jax.eval.evaluators.fid import FID
 from attngan_jax.eval.evaluators.inception_score import InceptionScore
 from attngan_jax.eval.evaluators.r_precision import FixedRPrecision, RPrecision
+from attngan_jax.runtime import sharding
 from attngan_jax.runtime.observe import MetricWriter, progress
 
 EVALUATORS = {
     e.name: e for e in (InceptionScore, FID, RPrecision, CaptionFidelity, AttentionLocalisation)
 }
 METRICS = tuple(EVALUATORS)  # is, fid, r_precision, caption_fidelity, attention_localisation
+# Already every stage (per_stage / per attending stage); the others go through PerStage.
+_SCORE_EVERY_STAGE = ("caption_fidelity", "attention_localisation")
 
 
 def resolve_data_path(data_dir: str | None, dataset: str) -> str:
@@ -67,9 +74,12 @@ def resolve_data_path(data_dir: str | None, dataset: str) -> str:
     )
 
 
-def _loader(data_path: str, spec, batch_size: int, seed: int, one_pass: bool = False):
+def _loader(
+    data_path: str, spec, batch_size: int, seed: int, shard: tuple[int, int], one_pass: bool = False
+):
     """The test split in record order, repeated (later passes draw other captions).
 
+    ``batch_size`` is global; ``shard = (index, count)`` gives this process's block of each batch.
     ``one_pass``: a single pass that drops its last partial batch (the reference scripts'
     ``drop_last=True`` loaders); the caller starts pass ``p`` with seed ``seed + p``.
     """
@@ -81,59 +91,84 @@ def _loader(data_path: str, spec, batch_size: int, seed: int, one_pass: bool = F
         words_num=spec.words_num,
         seed=seed,
         shuffle=False,
-        num_epochs=1 if one_pass else None,
+        num_epochs=1 if one_pass else None,  # endless: every batch is whole (blocks are equal)
         random_crop=False,
         random_flip=False,
         sort_by_length=False,
         drop_remainder=one_pass,
-        shard_index=0,
-        shard_count=1,
+        shard_index=shard[0],
+        shard_count=shard[1],
     )
 
 
-def _record_batches(ctx: Context):
+def _record_batches(ctx: Context, shard: tuple[int, int]):
     """The loader's batches: one repeated stream, or passes that each drop their last batch."""
     if not ctx.protocol.pass_drop_last:
-        yield from _loader(ctx.data_path, ctx.spec, ctx.batch_size, ctx.seed)
+        yield from _loader(ctx.data_path, ctx.spec, ctx.batch_size, ctx.seed, shard)
         return
     for p in itertools.count():
-        yield from _loader(ctx.data_path, ctx.spec, ctx.batch_size, ctx.seed + p, one_pass=True)
+        yield from _loader(
+            ctx.data_path, ctx.spec, ctx.batch_size, ctx.seed + p, shard, one_pass=True
+        )
 
 
-def generated_batches(ctx: Context, generator: str):
-    """Yields :class:`GeneratedBatch` es of ``ctx.num_images`` images (image ``n``: noise item ``n``)."""
-    m, spec, done = ctx.model, ctx.spec, 0
-    proto = ctx.protocol
+def _blocks(ctx: Context, shard: tuple[int, int]):
+    """Per global batch ``k``: ``(k, items of this process's block)``, until ``ctx.num_images``.
+
+    Every batch of ``ctx.batch_size`` (a multiple of the process count) is split into equal
+    blocks, process ``i`` taking items ``k * batch_size + i * block`` onwards; one process takes
+    everything. A block past the last image is empty.
+    """
+    bsz = ctx.batch_size
+    if bsz % shard[1]:
+        raise InputError(f"evaluation batch size {bsz} does not split over {shard[1]} processes")
+    block = bsz // shard[1]
+    for k in itertools.count():
+        if k * bsz >= ctx.num_images:
+            return
+        first = k * bsz + shard[0] * block  # item of the block's first row
+        yield k, np.arange(first, first + max(0, min(block, ctx.num_images - first)))
+
+
+def generated_batches(ctx: Context, generator: str, shard: tuple[int, int] = (0, 1)):
+    """Yields this process's :class:`GeneratedBatch` es of ``ctx.num_images`` (item ``n``: noise ``n``).
+
+    Args:
+        ctx: the evaluation.
+        generator: a label for the progress bar.
+        shard: ``(process index, process count)``: the process takes its block of every batch
+            (:func:`_blocks`).
+    """
+    m, spec, proto = ctx.model, ctx.spec, ctx.protocol
     bar = progress(ctx.num_images, desc=f"metrics ({generator})")
     bar.unit = "image"
-    for batch in _record_batches(ctx):
-        n = min(len(batch["cap_lens"]), ctx.num_images - done)
+    for (k, items), batch in zip(_blocks(ctx, shard), _record_batches(ctx, shard)):
+        bar.update(min(ctx.batch_size, ctx.num_images - k * ctx.batch_size))
+        n = len(items)
+        if n == 0:
+            continue  # the last batch ends before this block
         ids, lens = np.asarray(batch["captions"])[:n], np.asarray(batch["cap_lens"])[:n]
-        items = np.arange(done, done + n)
         z, eps = sampling.sample_noise(ctx.seed, items, spec.z_dim, spec.condition_dim,
                                        proto.truncation, proto.truncation_bound)  # fmt: skip
         imgs, atts = sampling.generate_batch(m, ids, lens, z, eps)
         yield GeneratedBatch(
             final=imgs[-1], ids=ids, lens=lens, record=batch, n=n,
-            stages=tuple(imgs), attention=tuple(atts),
+            stages=tuple(imgs), attention=tuple(atts), items=items,
         )  # fmt: skip
-        done += n
-        bar.update(n)
-        if done >= ctx.num_images:
-            break
     bar.close()
 
 
-def fixed_list_batches(ctx: Context, generator: str, caps: dict, lst):
+def fixed_list_batches(ctx: Context, generator: str, caps: dict, lst, shard=(0, 1)):
     """Yields the images of a fixed caption list: entry ``n`` from its caption, noise item ``n``."""
-    m, spec = ctx.model, ctx.spec
-    proto = ctx.protocol
+    m, spec, proto = ctx.model, ctx.spec, ctx.protocol
     query, _ = lst.global_ids(caps)
     length = max(spec.words_num, int(caps["cap_lens"].max()))  # no caption is shortened
     bar = progress(ctx.num_images, desc=f"metrics ({generator}, fixed list)")
     bar.unit = "image"
-    for done in range(0, ctx.num_images, ctx.batch_size):
-        items = np.arange(done, min(done + ctx.batch_size, ctx.num_images))
+    for k, items in _blocks(ctx, shard):
+        bar.update(min(ctx.batch_size, ctx.num_images - k * ctx.batch_size))
+        if len(items) == 0:
+            continue
         ids = fixed_captions.caption_ids(caps, query[items], length)
         lens = caps["cap_lens"][query[items]].astype(np.int32)
         z, eps = sampling.sample_noise(ctx.seed, items, spec.z_dim, spec.condition_dim,
@@ -143,10 +178,70 @@ def fixed_list_batches(ctx: Context, generator: str, caps: dict, lst):
         record = {"index": rec, "class_ids": caps["class_id"][rec]}
         yield GeneratedBatch(
             final=imgs[-1], ids=ids, lens=lens, record=record, n=len(items),
-            stages=tuple(imgs), attention=tuple(atts),
+            stages=tuple(imgs), attention=tuple(atts), items=items,
         )  # fmt: skip
-        bar.update(len(items))
     bar.close()
+
+
+def run(
+    ctx: Context,
+    metrics: Sequence[str],
+    generator: str = "ema",
+    every_process: bool = False,
+    fixed: tuple | None = None,
+) -> dict[str, Any]:
+    """Generates ``ctx.num_images`` images once and scores them with every requested evaluator.
+
+    Args:
+        ctx: the model, the data and the options.
+        metrics: a subset of :data:`METRICS`.
+        generator: a label for the progress bar.
+        every_process: every process of the job calls this together: each generates its share
+            (its block of every batch) and the evaluators' statistics are combined over the
+            processes before the results. False: this process evaluates everything alone.
+        fixed: ``(captions, list, path)`` of the ``fixed_r_precision`` protocol: the images come
+            from the list's captions and R-precision is :class:`FixedRPrecision`.
+
+    Returns:
+        ``{"metrics": figures, "skipped": {metric: reason}, **info}`` (the same on every process).
+    """
+    bad = sorted(set(metrics) - set(METRICS))
+    if bad:
+        raise InputError(f"unknown metrics {bad}; choose from {METRICS}")
+    skipped: dict[str, str] = {}
+    active: list[Evaluator] = []
+    for name in METRICS:  # a fixed order, whatever the order asked
+        if name in metrics:
+            try:
+                if name == "r_precision" and fixed is not None:
+                    active.append(FixedRPrecision(ctx, *fixed))
+                else:
+                    active.append(_build(name, ctx))
+            except Skip as e:
+                skipped[name] = str(e)
+    if active:
+        shard = (jax.process_index(), jax.process_count()) if every_process else (0, 1)
+        batches = (fixed_list_batches(ctx, generator, *fixed[:2], shard) if fixed is not None
+                   else generated_batches(ctx, generator, shard))  # fmt: skip
+        for batch in batches:
+            for ev in active:
+                ev.update(batch)
+    res: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    for ev in active:
+        ev.gather(sharding.process_allgather if every_process else lambda tree: [tree])
+        try:
+            res.update(ev.result())
+        except Skip as e:
+            skipped[ev.name] = str(e)
+        info.update(ev.info)
+    return {**info, "metrics": res, "skipped": skipped}
+
+
+def _build(name: str, ctx: Context) -> Evaluator:
+    if ctx.stages == "all" and name not in _SCORE_EVERY_STAGE:
+        return PerStage(EVALUATORS[name], ctx)
+    return EVALUATORS[name](ctx)
 
 
 def evaluate(
@@ -252,31 +347,9 @@ def evaluate(
         out["num_images"] = out["protocol"]["run"]["num_images"] = len(lst)
         out["protocol"]["run"]["captions"] = "the fixed list's, entry n -> image n"
         fixed = (caps, lst, path)
-    active: list[Evaluator] = []
-    for name in METRICS:  # a fixed order, whatever the order asked
-        if name in metrics:
-            try:
-                if name == "r_precision" and fixed is not None:
-                    active.append(FixedRPrecision(ctx, *fixed))
-                else:
-                    active.append(EVALUATORS[name](ctx))
-            except Skip as e:
-                skipped[name] = str(e)
-    if active:
-        batches = (fixed_list_batches(ctx, generator, *fixed[:2]) if fixed is not None
-                   else generated_batches(ctx, generator))  # fmt: skip
-        for batch in batches:
-            for ev in active:
-                ev.update(batch)
-    res: dict[str, Any] = {}
-    for ev in active:
-        try:
-            res.update(ev.result())
-        except Skip as e:
-            skipped[ev.name] = str(e)
-        out.update(ev.info)
-    out["metrics"] = res
-    out["skipped"] = skipped
+    res = run(ctx, metrics, generator, fixed=fixed)  # this process alone (its local devices)
+    res["skipped"] = {**skipped, **res["skipped"]}
+    out.update(res)
     out["seconds"] = round(time.time() - t0, 1)
     _write(mdir, generator, out)
     return out

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from attngan_jax.data.shapes import oracle
-from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import AllGather, Context, GeneratedBatch, Skip
 
 
 class AttentionLocalisation:
@@ -47,6 +47,17 @@ class AttentionLocalisation:
                     acc[0] += inside
                     acc[1] += area
                     acc[2] += 1
+
+    def gather(self, allgather: AllGather) -> None:
+        """Sums every process's shares, areas and counts."""
+        mine = np.array(
+            [[self.sums[s][k] for k in oracle.WORD_KINDS] for s in self.sizes], np.float64
+        )  # (stages, kinds, 3)
+        total = sum(allgather(mine))
+        for i, s in enumerate(self.sizes):
+            for j, k in enumerate(oracle.WORD_KINDS):
+                inside, area, n = total[i, j]
+                self.sums[s][k] = [float(inside), float(area), int(n)]
 
     def result(self) -> dict[str, Any]:
         """``attention_localisation``: ``{size: {kind, kind_area, n_kind}}``."""

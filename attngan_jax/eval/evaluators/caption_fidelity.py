@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from attngan_jax.data.shapes import oracle
-from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import AllGather, Context, GeneratedBatch, Skip
 
 
 class _Counts:
@@ -29,6 +31,19 @@ class _Counts:
                 self.counts[criterion] += 1
                 self.hits[criterion] += int(ok)
         self.n += len(texts)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {
+            "hits": np.array([self.hits[c] for c in oracle.CRITERIA], np.int64),
+            "counts": np.array([self.counts[c] for c in oracle.CRITERIA], np.int64),
+            "n": np.int64(self.n),
+        }
+
+    def set_total(self, states: list[dict[str, np.ndarray]]) -> None:
+        total = {k: sum(np.asarray(st[k]) for st in states) for k in states[0]}
+        self.hits = dict(zip(oracle.CRITERIA, total["hits"].tolist()))
+        self.counts = dict(zip(oracle.CRITERIA, total["counts"].tolist()))
+        self.n = int(total["n"])
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {"n": self.n}
@@ -59,6 +74,12 @@ class CaptionFidelity:
         counts = self.stages[-len(stages) :]
         for images, c in zip(stages, counts):
             c.add(images[: batch.n], texts)
+
+    def gather(self, allgather: AllGather) -> None:
+        """Sums every process's hits and counts, stage by stage."""
+        states = allgather([c.state() for c in self.stages])
+        for i, c in enumerate(self.stages):
+            c.set_total([st[i] for st in states])
 
     def result(self) -> dict[str, Any]:
         """``caption_fidelity`` (final stage) and ``caption_fidelity_per_stage`` ({size: ...})."""

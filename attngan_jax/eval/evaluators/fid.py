@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from attngan_jax.data import pipeline
-from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
+from attngan_jax.eval.evaluators.base import AllGather, Context, GeneratedBatch, Skip
 from attngan_jax.metrics import fid as fid_lib
 from attngan_jax.metrics.networks import EvalInception
 from attngan_jax.runtime.observe import progress
@@ -51,21 +51,40 @@ class FID:
             raise Skip(f"{ctx.num_images} images give {self.used} in full batches of "
                        f"{self.batch_size}: FID needs at least 2")  # fmt: skip
         self.seen = 0
+        self.size = ctx.image_size  # of the images fed (an earlier stage's under PerStage)
         self.info = {"fid_inception": {**self.net.convention, "batch_size": self.batch_size,
                                        "drop_last": self.drop_last, "images_used": self.used}}  # fmt: skip
 
     def update(self, batch: GeneratedBatch) -> None:
         """Adds a batch's pool features (rows past the last full batch are ignored)."""
-        keep = max(0, min(batch.n, self.used - self.seen))
+        self.size = int(batch.final.shape[1])
+        items = batch.items if batch.items is not None else np.arange(batch.n) + self.seen
         self.seen += batch.n
-        if keep:
-            self.stats.update(batch.inception(self.net)[0][:keep])
+        keep = np.asarray(items)[: batch.n] < self.used  # items past the last full batch: out
+        if keep.any():
+            self.stats.update(batch.inception(self.net)[0][: batch.n][keep])
+
+    def gather(self, allgather: AllGather) -> None:
+        """Merges every process's feature sums (in process order)."""
+        st = self.stats
+        parts = allgather({"n": np.int64(st.n), "shift": st.shift, "sum": st.sum,
+                           "sum_outer": st.sum_outer})  # fmt: skip
+        self.stats = fid_lib.FeatureStats(st.dim)
+        for p in parts:
+            other = fid_lib.FeatureStats(st.dim)
+            other.n, other.shift, other.sum, other.sum_outer = (
+                int(p["n"]),
+                p["shift"],
+                p["sum"],
+                p["sum_outer"],
+            )
+            self.stats.merge(other)
 
     def result(self) -> dict[str, Any]:
         """``fid`` against the reference (its path in ``info["fid_reference"]``)."""
         c = self.ctx
         mu, sigma, where = reference_stats(
-            self.net, c.fid_reference, c.model_dir, c.data_path, c.dataset, c.image_size,
+            self.net, c.fid_reference, c.model_dir, c.data_path, c.dataset, self.size,
             c.batch_size, drop_last_of=self.batch_size if self.drop_last else None,
         )  # fmt: skip
         g_mu, g_sigma = self.stats.mean_cov()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from attngan_jax.eval.evaluators.base import Context, GeneratedBatch, Skip
+import numpy as np
+
+from attngan_jax.eval.evaluators.base import AllGather, Context, GeneratedBatch, Skip
 from attngan_jax.metrics.inception_score import InceptionScoreAccumulator, stackgan_cub_options
 
 
@@ -41,15 +43,27 @@ class InceptionScore:
         if not self.net.num_classes:
             raise Skip(f"{ctx.inception} has no classifier (fc) layer: no Inception Score")
         classes = self.net.num_classes - (1 if opts.get("drop_background") else 0)
+        self._new = lambda: InceptionScoreAccumulator(ctx.num_images, classes, **opts)
         try:
-            self.acc = InceptionScoreAccumulator(ctx.num_images, classes, **opts)
+            self.acc = self._new()
         except ValueError as e:
             raise Skip(f"{e} (StackGAN: full batches of 64, 10 splits)") from None
         self.info = {"inception": {**self.net.convention, "is_options": opts}}
 
     def update(self, batch: GeneratedBatch) -> None:
         """Adds a batch's class logits."""
-        self.acc.update(batch.inception(self.net)[1])
+        start = None if batch.items is None else int(batch.items[0])  # items are consecutive
+        self.acc.update(batch.inception(self.net)[1], start=start)
+
+    def gather(self, allgather: AllGather) -> None:
+        """Sums every process's per-split sums."""
+        a = self.acc
+        parts = allgather({"sum_p": a.sum_p, "sum_plogp": a.sum_plogp, "seen": np.int64(a.seen)})
+        self.acc = self._new()
+        for p in parts:
+            share = self._new()
+            share.sum_p, share.sum_plogp, share.seen = p["sum_p"], p["sum_plogp"], int(p["seen"])
+            self.acc.merge(share)
 
     def result(self) -> dict[str, Any]:
         """``inception_score`` and ``inception_score_std`` over the splits."""
