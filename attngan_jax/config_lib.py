@@ -157,6 +157,12 @@ def base_config() -> mlc.ConfigDict:
     # Not in the original: the discriminators see real images with every object drawn twice
     # (negatives.duplicate_objects) as mismatches of their captions.
     c.gan.duplicate_negatives = False
+    # Not in the original: the mode-seeking term of MSGAN (Mao et al., CVPR 2019, eq. 3) with this
+    # weight (0: off). Each step also generates every caption with a second noise z2 and the
+    # generator minimises 1 / (mean|G(c, z) - G(c, z2)| / mean|z - z2|), summed over stages, so it
+    # cannot ignore z (the shapes demo drew a "hedge" of two blobs where a caption leaves the
+    # position open). The generator's forward runs on 2B rows (BatchNorm statistics over both).
+    c.gan.mode_seeking = 0.0
 
     c.log_every = 100
     c.checkpoint_every = 2000
@@ -450,6 +456,7 @@ def validate(config: mlc.ConfigDict) -> None:
         _check_number(config, key, 0.0, float("inf"))
     _check_number(config, "damsm.lr_decay", 0.0, 1.0, "(]")
     _check_number(config, "gan.ema_decay", 0.0, 1.0, "[]")
+    _check_number(config, "gan.mode_seeking", 0.0, float("inf"), "[)")
     for key in ("gan.beta1", "gan.beta2"):
         _check_number(config, key, 0.0, 1.0, "[)")
     for phase in ("damsm", "gan"):

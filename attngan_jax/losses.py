@@ -255,6 +255,34 @@ def hard_caption_scores(
     return hard_w, hard_s
 
 
+def mode_seeking_loss(
+    fakes_a: tuple[Array, ...],
+    fakes_b: tuple[Array, ...],
+    z_a: Array,
+    z_b: Array,
+    eps: float = 1e-5,
+) -> Array:
+    """MSGAN's mode-seeking term (Mao et al., CVPR 2019, eq. 3), summed over the stages.
+
+    ``1 / (mean|I_a - I_b| / mean|z_a - z_b| + eps)`` per stage, where ``I_a``, ``I_b`` are the
+    images of the same captions from noises ``z_a``, ``z_b`` (their official code's form).
+
+    Args:
+        fakes_a, fakes_b: per stage (B, S, S, 3) images of the same captions.
+        z_a, z_b: (B, z_dim) their noises.
+        eps: keeps the ratio finite when the images are equal.
+
+    Returns:
+        Scalar; small when the images move with the noise.
+    """
+    dz = jnp.mean(jnp.abs(z_a - z_b))
+    total = jnp.zeros((), jnp.float32)
+    for a, b in zip(fakes_a, fakes_b):
+        ratio = jnp.mean(jnp.abs(a.astype(jnp.float32) - b.astype(jnp.float32))) / dz
+        total = total + 1.0 / (ratio + eps)
+    return total
+
+
 def kl_loss(mu: Array, logvar: Array) -> Array:
     """Conditioning-augmentation KL to N(0, I): ``-0.5 mean(1 + logvar - mu² - exp(logvar))``.
 

@@ -333,8 +333,20 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
             hard = hard_captions(text, state.encoders, batch, tables, colour_ids, rng, shape_tables)
         z = jax.random.normal(k_z, (sent.shape[0], spec.z_dim))
         eps = jax.random.normal(k_eps, (sent.shape[0], spec.condition_dim))
-        # 2. One generator forward, kept for the pull-back of step 4.
-        (fakes, mu, logvar), g_vjp, g_stats = g_forward(gen, state, z, sent, words, mask, eps)
+        # 2. One generator forward, kept for the pull-back of step 4 (gan.mode_seeking: on
+        #    [z; z2] for the same captions, 2B rows; the discriminators see the z half).
+        z2 = None
+        if g.mode_seeking > 0:
+            z2 = jax.random.normal(jax.random.fold_in(rng, 1), z.shape)
+            two = functools.partial(jnp.concatenate, axis=0)
+            g_out, g_vjp, g_stats = g_forward(
+                gen, state, two([z, z2]), two([sent, sent]), two([words, words]),
+                two([mask, mask]), two([eps, eps]),
+            )  # fmt: skip
+            fakes = tuple(x[: z.shape[0]] for x in g_out[0])
+        else:
+            g_out, g_vjp, g_stats = g_forward(gen, state, z, sent, words, mask, eps)
+            fakes = g_out[0]
         # 3. Discriminators on (real, detached fake).
         reals = {name: batch[f"image_{sizes[int(name[1:])]}"] for name in discs}
         dups = None
@@ -351,8 +363,10 @@ def make_train_step(config, spec: ModelSpec, ixtoword=None):
             class_ids=batch["class_ids"] if g.class_masking else None,
             hard=hard if g.mirror_negatives_g else None, weights=g,
         )  # fmt: skip
+        if z2 is not None:
+            g_loss = functools.partial(_with_mode_seeking, g_loss, z, z2, g.mode_seeking)
         g_params, g_opt, g_grads, err_g, (aux, d_stats) = g_update(
-            g_tx, state, g_vjp, g_loss, fakes, mu, logvar
+            g_tx, state, g_vjp, g_loss, *g_out
         )
         # 5. EMA of the generator parameters.
         ema = ema_update(state.ema_params, g_params, g.ema_decay)
@@ -375,6 +389,15 @@ def _g_loss(discs, d_params, d_stats, image, image_vars, fakes, mu, logvar, *, w
         class_ids, gamma1=weights.gamma1, gamma2=weights.gamma2, gamma3=weights.gamma3,
         lam=weights.lam, hard=hard,
     )  # fmt: skip
+
+
+def _with_mode_seeking(g_loss, z, z2, weight: float, fakes, mu, logvar):
+    """``g_loss`` on the z half of a [z; z2] forward plus ``weight`` x the mode-seeking term."""
+    b = z.shape[0]
+    first, second = tuple(x[:b] for x in fakes), tuple(x[b:] for x in fakes)
+    err, (aux, d_stats) = g_loss(first, mu[:b], logvar[:b])
+    ms = losses.mode_seeking_loss(first, second, z, z2)
+    return err + weight * ms, ({**aux, "ms_loss": ms}, d_stats)
 
 
 def _norms_and_rates(g, err_g, g_grads, d_grads, g_params, d_params) -> dict:

@@ -165,6 +165,36 @@ def test_gan_step_with_shape_and_duplicate_negatives(prepared):
     assert all(np.isfinite(h["errG_total"]) for h in hist)
 
 
+def test_gan_step_with_mode_seeking(prepared):
+    """gan.mode_seeking: a [z; z2] forward whose term is reported and finite; off (0), no term."""
+    config, path = prepared
+    spec = spec_of(config)
+    batch = first_batch(config, path, config.gan.batch_size)
+    hist = {}
+    for w in (0.0, 1.0):
+        c = config.copy_and_resolve_references()
+        with c.unlocked():
+            c.gan.mode_seeking = w
+        state = gan.init_state(c, spec, jax.random.key(0), _encoders(c))
+        step = jax.jit(gan.make_train_step(c, spec, _words(path)))
+        hist[w] = [{k: float(v) for k, v in step(state, batch)[1].items()}]
+    assert "ms_loss" not in hist[0.0][0]
+    ms = hist[1.0][0]["ms_loss"]
+    assert np.isfinite(ms) and ms > 0
+    # the same step otherwise: the discriminators see the same z half of the batch
+    assert hist[1.0][0]["errD0"] == pytest.approx(hist[0.0][0]["errD0"], rel=0.2)
+
+
+def test_mode_seeking_loss_values():
+    z_a, z_b = jnp.zeros((2, 4)), jnp.ones((2, 4))  # mean |dz| = 1
+    a = (jnp.zeros((2, 4, 4, 3)), jnp.zeros((2, 8, 8, 3)))
+    b = (jnp.full((2, 4, 4, 3), 0.5), jnp.full((2, 8, 8, 3), 0.25))
+    got = float(losses.mode_seeking_loss(a, b, z_a, z_b))
+    assert got == pytest.approx(1 / (0.5 + 1e-5) + 1 / (0.25 + 1e-5), rel=1e-6)
+    same = float(losses.mode_seeking_loss(a, a, z_a, z_b))
+    assert same == pytest.approx(2 / 1e-5, rel=1e-6)  # identical images: the largest penalty
+
+
 def test_gan_class_masking_switch(prepared):
     """gan.class_masking: same-class captions are no DAMSM negatives (on) or are (off)."""
     config, path = prepared
