@@ -95,7 +95,7 @@ def _loader(
         random_crop=False,
         random_flip=False,
         sort_by_length=False,
-        drop_remainder=one_pass,
+        drop_remainder=True,  # endless: never partial; one pass: the scripts' drop_last
         shard_index=shard[0],
         shard_count=shard[1],
     )
