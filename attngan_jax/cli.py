@@ -1,4 +1,4 @@
-"""What the entry points (``train.py``, ``eval.py``) share: flag parsing and one-line errors.
+"""What the programs (``train.py``, ``eval.py``: :mod:`attngan_jax.commands`) share: flags, errors.
 
 A wrong input (:class:`~attngan_jax.errors.InputError`), a flag absl cannot parse or a config file
 that does not load ends the program with one line ``error: <message>`` on stderr and exit status
@@ -67,7 +67,8 @@ def config_load_error(flag_value: str, error: BaseException) -> str:
     lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
     return (
         f"--config={flag_value}: the config file did not load ({lines[-1] if lines else cause}); "
-        "pass a file of configs/, e.g. --config=configs/shapes.py"
+        "pass a file of configs/ or a packaged experiment's name, e.g. --config=configs/shapes.py "
+        "or --config=shapes"
     )
 
 

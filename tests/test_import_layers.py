@@ -26,9 +26,10 @@ LAYERS = (
             "attngan_jax.visualize",
         ),
     ),
-    (3, ("attngan_jax.model_dir", "attngan_jax.config_lib")),
+    (3, ("attngan_jax.model_dir", "attngan_jax.config_lib", "attngan_jax.configs")),
     (4, ("attngan_jax.eval", "attngan_jax.convert.release", "attngan_jax.parity")),
     (5, ("attngan_jax.train",)),
+    (6, ("attngan_jax.commands",)),  # the programs (train.py, eval.py, the console scripts)
 )
 
 

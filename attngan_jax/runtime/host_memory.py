@@ -75,9 +75,11 @@ def reexec_with_malloc_tunables(execve: Callable = os.execve) -> None:
     """Restarts this Python process with ``MALLOC_TUNABLES`` in ``GLIBC_TUNABLES`` (Linux/glibc).
 
     glibc reads its tunables only when a process starts, so the entry points (``train.py``,
-    ``eval.py``, ``benchmarks/train_step.py``) call this first, before JAX is imported: the process
-    replaces itself (same interpreter, arguments and environment plus the tunables) once, which
-    costs a few tens of milliseconds. Set ``ATTNGAN_KEEP_MALLOC=1`` to skip it. If the exec fails,
+    ``eval.py``, the console scripts, ``benchmarks/train_step.py``) call this first, before JAX is
+    imported: the process replaces itself (same interpreter, arguments and environment plus the
+    tunables) once, which costs a few tens of milliseconds. It re-executes ``sys.orig_argv``: the
+    script as started (``train.py``, a console script's path such as ``bin/attngan-train``) or its
+    ``-m`` module, not ``sys.argv`` (which absl or a console script may have changed). Set ``ATTNGAN_KEEP_MALLOC=1`` to skip it. If the exec fails,
     the current process simply goes on.
 
     Args:

@@ -367,14 +367,11 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
 
 
 def test_train_py_reports_preemption_without_traceback(tmp_path):
-    """``train.py`` turns ``Preempted`` into one line on stderr and the signal's exit status."""
+    """``train.py``'s program turns ``Preempted`` into one line on stderr and the signal's exit status."""
     script = textwrap.dedent(
         f"""
-        import importlib.util, sys
         from absl import flags
-        spec = importlib.util.spec_from_file_location("train_main", {os.path.join(REPO, "train.py")!r})
-        train = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(train)  # not __main__: no re-exec, no app.run
+        from attngan_jax.commands import train  # not __main__: no re-exec, no app.run
 
         def preempted(config, workdir):
             raise train.loop.Preempted("damsm: stopped by signal 15 at step 7; resume", 15)
