@@ -23,7 +23,7 @@ from typing import Any
 import jax
 from clu import parameter_overview
 
-from attngan_jax.runtime import faults, sharding
+from attngan_jax.runtime import atomic, faults, sharding
 from attngan_jax.runtime.host_memory import release_freed_host_memory
 from attngan_jax.runtime.observe import MetricWriter, check_finite, progress
 from attngan_jax.train import feed
@@ -320,7 +320,4 @@ def _write_parameter_overview(name: str, workdir: str, params: dict) -> None:
     )
     log.info("%s networks:\n%s", name, text)
     if sharding.is_primary():
-        path = os.path.join(workdir, "parameters.txt")
-        with open(path + ".tmp", "w") as f:
-            f.write(text + "\n")
-        os.replace(path + ".tmp", path)
+        atomic.write_text(os.path.join(workdir, "parameters.txt"), text + "\n")
