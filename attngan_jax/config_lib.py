@@ -88,8 +88,8 @@ def base_config() -> mlc.ConfigDict:
     )
 
     c.model = mlc.ConfigDict()
-    c.model.embed_dim = 300  # word embedding of the text encoder
-    c.model.emb_dim = 256  # EMBEDDING_DIM: nef = text hidden size = image feature size
+    c.model.embed_dim = 300  # the text encoder's input word embedding (ModelSpec.word_embed_dim)
+    c.model.emb_dim = 256  # EMBEDDING_DIM, nef: the common text-image space (ModelSpec.emb_dim)
     c.model.image_trunk = "inception"  # inception | small
     c.model.small_trunk_width = 32
     c.model.small_trunk_spatial = False  # global code = flattened map (position-aware), not mean

@@ -23,7 +23,6 @@ import glob
 import json
 import os
 import shutil
-import uuid
 from typing import Any
 
 import jax
@@ -31,7 +30,7 @@ import orbax.checkpoint as ocp
 
 from attngan_jax.errors import InputError, MissingInputError
 from attngan_jax.models.factory import ModelSpec
-from attngan_jax.runtime import faults, sharding
+from attngan_jax.runtime import atomic, faults, sharding
 
 PyTree = Any
 MODEL_JSON = "model.json"
@@ -70,19 +69,13 @@ def _save_tree(path: str, tree: PyTree) -> None:
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     tree = sharding.fetch(tree)  # numpy (replicated arrays: this process's copy)
-    tmp = os.path.join(parent, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
+    tmp = atomic.temp_name(path)  # .tmp-<part>-<hex>
     ckptr = _checkpointer()
     ckptr.save(tmp, tree)  # orbax itself writes tmp.orbax-checkpoint-tmp-* and renames it
     ckptr.wait_until_finished()
     ckptr.close()
     faults.point(f"export:{os.path.basename(os.path.dirname(parent))}:{name}")
-    if os.path.exists(path):  # the previous part stays whole until the new one is in place
-        old = os.path.join(parent, f".old-{name}-{uuid.uuid4().hex[:8]}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
+    atomic.replace_dir(tmp, path)  # the previous part stays whole until the new one is in place
 
 
 def _load_tree(path: str) -> PyTree:
@@ -101,12 +94,8 @@ def _load_tree(path: str) -> PyTree:
 
 
 def save_model_config(directory: str, model_config: dict) -> None:
-    """Writes ``model.json`` atomically."""
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{MODEL_JSON}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(model_config, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, MODEL_JSON))
+    """Writes ``model.json`` atomically (``runtime.atomic``)."""
+    atomic.write_json(os.path.join(directory, MODEL_JSON), model_config, indent=2, sort_keys=True)
 
 
 def load_model_config(directory: str) -> dict:

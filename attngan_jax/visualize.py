@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from attngan_jax.runtime import atomic
+
 HEADER = 14  # px of caption strip above each row of tiles (PIL's default font is ~10 px tall)
 
 
@@ -60,7 +62,7 @@ def image_grid(images: np.ndarray, ncols: int, pad: int = 2, pad_value: int = 0)
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Writes a PNG atomically (temporary file in the same directory, fsync, `os.replace`).
+    """Writes a PNG atomically (``runtime.atomic``: a temporary file beside it, fsync, rename).
 
     Args:
       path: destination; parent directories are created.
@@ -71,18 +73,8 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
         raise ValueError(f"save_png expects uint8, got {image.dtype}")
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            Image.fromarray(image).save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic.replacing(path, "wb") as f:
+        Image.fromarray(image).save(f, format="PNG")
 
 
 def top_attended_words(attn: np.ndarray, num_words: int, k: int) -> list[int]:

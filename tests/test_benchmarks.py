@@ -1,4 +1,4 @@
-"""benchmarks/ab_options.py: option parsing, paired statistics, rejected options, one real run."""
+"""benchmarks/studies/ab_options.py: option parsing, paired statistics, rejected options, one real run."""
 
 import os
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from paths import REPO
 
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks", "studies"))
 
 import ab_options  # noqa: E402
 

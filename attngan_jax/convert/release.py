@@ -100,7 +100,7 @@ def release_spec(
         base,
         **gen_cfg,
         vocab_size=int(vocab_size),
-        embed_dim=int(embed_dim),
+        word_embed_dim=int(embed_dim),
         image_trunk="inception",
         align_corners=True,  # PyTorch 0.3 bilinear resize of the released models
         faithful_mask=True,

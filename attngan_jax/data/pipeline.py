@@ -1,4 +1,7 @@
-"""The grain input pipeline: prepared ArrayRecord dataset -> host batches -> global ``jax.Array``s.
+"""The grain input pipeline: prepared ArrayRecord dataset -> host batches (numpy).
+
+The training feed (``attngan_jax.train.feed``) turns them into global ``jax.Array``s
+(``runtime.sharding.to_global``).
 
 Per example it applies the randomness of the original ``TextDataset`` (reference §12.3-12.5): one of
 the image's captions chosen uniformly, captions longer than ``words_num`` shortened to a random
@@ -42,7 +45,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -50,7 +53,6 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
-from jax.sharding import Mesh
 from PIL import Image
 
 from attngan_jax.data.image_files import decode_stored
@@ -512,26 +514,3 @@ def _check_blocks(global_batch_size: int, shard_count: int, drop_remainder: bool
         raise ValueError(
             "several hosts need equal blocks: drop_remainder=False needs shard_count=1"
         )
-
-
-def global_batches(
-    batches: Iterator[dict[str, np.ndarray]], mesh: Mesh, data_axis: str = "data"
-) -> Iterator[dict[str, Any]]:
-    """Turns host batches into global ``jax.Array``s sharded along the batch axis.
-
-    Every process must call this in lockstep with its own host batch. Arrays become
-    ``NamedSharding(mesh, P(data_axis))`` global arrays of global batch size (host blocks in
-    process order); ``keys`` stays a host numpy array (this host's block only).
-
-    Args:
-        batches: host batches from ``iter(make_loader(...))`` (its get/set_state stays usable).
-        mesh: device mesh with a ``data_axis`` axis.
-        data_axis: mesh axis the batch dimension is sharded over.
-
-    Yields:
-        Dicts with the same keys; numeric fields are global ``jax.Array``s.
-    """
-    from attngan_jax.runtime import sharding  # the one host -> global conversion (train loop too)
-
-    for batch in batches:
-        yield sharding.to_global(batch, mesh, data_axis, keep_host=True)

@@ -14,11 +14,11 @@ from __future__ import annotations
 import collections
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 
 from attngan_jax.data.safe_pickle import load_pickle
 from attngan_jax.data.text import DataError
+from attngan_jax.runtime import atomic
 
 END_TOKEN = "<end>"
 _FORMAT = "attngan_jax.vocabulary"
@@ -130,24 +130,11 @@ class Vocabulary:
         return load_captions_pickle(path)[2]
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the vocabulary as JSON atomically (temp file in the same folder + ``os.replace``).
+        """Writes the vocabulary as JSON atomically (``runtime.atomic``).
 
         An interrupted write leaves no file at ``path`` (or the previous one intact).
         """
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".vocab-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"format": _FORMAT, "version": 1, "ixtoword": self.ixtoword}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic.write_json(path, {"format": _FORMAT, "version": 1, "ixtoword": self.ixtoword})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:

@@ -31,6 +31,7 @@ import numpy as np
 
 from attngan_jax.data import pipeline
 from attngan_jax.errors import InputError, MissingInputError
+from attngan_jax.runtime import atomic
 
 FORMAT = "attngan-jax fixed R-precision list v1"
 _ARRAYS = ("query_record", "query_caption", "mis_record", "mis_caption")
@@ -110,18 +111,15 @@ def build(
 
 def save(lst: CaptionList, path: str) -> None:
     """Writes ``lst`` as an ``.npz`` with fixed timestamps (same list, same bytes), atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
     arrays = {k: getattr(lst, k) for k in _ARRAYS}
     arrays["meta"] = np.frombuffer(json.dumps(lst.meta, sort_keys=True).encode(), np.uint8)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with atomic.replacing(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         for name in sorted(arrays):
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, buf.getvalue())
-    os.replace(tmp, path)
 
 
 def load(path: str, caps: dict[str, np.ndarray] | None = None) -> CaptionList:

@@ -4,7 +4,7 @@ Python API for notebooks::
 
     from attngan_jax.eval import sampling
     out = sampling.generate("runs/shapes/attngan", ["a red circle on the left"], num_samples=2)
-    out["images"][-1].shape   # (1, 2, 64, 64, 3) final stage, in [-1, 1]
+    out["images"][-1].shape   # (1, 2, S, S, 3) final stage, in [-1, 1] (S = 32 for the shapes demo)
 
 ``generate`` loads a *model directory* (``attngan_jax.model_dir``: written at the end of training or by
 the converter of the original release), tokenises like the original (unknown words are reported by

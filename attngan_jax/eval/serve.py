@@ -147,8 +147,11 @@ def model_name(directory: str) -> str:
     return os.path.basename(path)
 
 
-class Generator:
-    """A loaded model and what the endpoint does with it (thread-safe)."""
+class ServedModel:
+    """A loaded model directory and what the endpoint does with it (thread-safe).
+
+    Not a network: the generator network is :class:`attngan_jax.models.generator.Generator`.
+    """
 
     def __init__(self, directory: str):
         self.directory = model_dir.resolve(directory)
@@ -236,7 +239,7 @@ def is_loopback(host: str) -> bool:
 
 
 def make_handler(
-    gen: Generator,
+    gen: ServedModel,
     page: str = PAGE,
     check_host: bool = True,
     timeout: float = READ_TIMEOUT_S,
@@ -370,10 +373,10 @@ def make_server(
     ``port=0`` picks a free port (``server.server_address`` says which). On a loopback ``host``
     only loopback ``Host`` headers are answered; ``timeout``: seconds a stalled client is kept.
     """
-    gen = Generator(directory or model_dir.SHIPPED_MODEL)
+    gen = ServedModel(directory or model_dir.SHIPPED_MODEL)
     handler = make_handler(gen, check_host=is_loopback(host), timeout=timeout)
     server = PageServer((host, port), handler)
-    server.generator = gen
+    server.model = gen
     return server
 
 
@@ -382,7 +385,7 @@ def serve(directory: str | None = None, host: str = "127.0.0.1", port: int = 808
     server = make_server(directory, host, port)
     h, p = server.server_address[:2]
     print(
-        f"attngan-jax page for {server.generator.directory}: http://{h}:{p}/  (Ctrl-C stops)",
+        f"attngan-jax page for {server.model.directory}: http://{h}:{p}/  (Ctrl-C stops)",
         flush=True,
     )
     try:

@@ -18,7 +18,6 @@ made them matters (reference §14.3: PyTorch-FID and TF-FID are not interchangea
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 
@@ -26,6 +25,7 @@ import numpy as np
 from scipy import linalg
 
 from attngan_jax.errors import InputError, InputKeyError, MissingInputError
+from attngan_jax.runtime import atomic
 
 
 def frechet_distance(
@@ -141,18 +141,9 @@ class FeatureStats:
 
 
 def save_stats_npz(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
-    """Writes ``{mu, sigma}`` to ``path`` atomically (temporary file in the folder + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_stats_", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes ``{mu, sigma}`` to ``path`` atomically (``runtime.atomic``)."""
+    with atomic.replacing(path, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma)
 
 
 def load_reference_stats(path: str) -> tuple[np.ndarray, np.ndarray]:

@@ -43,8 +43,14 @@ class ModelSpec:
         words_num: words per caption the networks are built and sampled for (``TEXT.WORDS_NUM``).
         image_sizes: size of every generator stage's image, e.g. ``(64, 128, 256)``.
         vocab_size: words in the vocabulary, padding id 0 included.
-        embed_dim: word embedding size of the text encoder.
-        emb_dim: ``EMBEDDING_DIM`` (nef): text hidden size = image feature size.
+        word_embed_dim: size of the text encoder's *input* word embeddings (the original's
+            ``ninput``, 300): the lookup table is (vocab_size, word_embed_dim). Config key
+            ``model.embed_dim``; ``model.json`` files written before the rename call it
+            ``embed_dim`` too (still read).
+        emb_dim: size of the *common* text-image space (``TEXT.EMBEDDING_DIM``, nef, 256): the
+            text encoder's output (word features and sentence code), the image encoder's region
+            features and global code, and what the generator and discriminators are conditioned
+            on. Config key ``model.emb_dim``.
         image_trunk: the DAMSM image encoder's trunk, ``"inception"`` or ``"small"``.
         small_trunk_width: first width of the small trunk (doubling per block).
         small_trunk_spatial: the small trunk's global code is the flattened map, not the mean.
@@ -64,7 +70,7 @@ class ModelSpec:
     words_num: int
     image_sizes: tuple[int, ...]
     vocab_size: int
-    embed_dim: int = 300
+    word_embed_dim: int = 300
     emb_dim: int = 256
     image_trunk: str = "inception"
     small_trunk_width: int = 32
@@ -84,10 +90,12 @@ class ModelSpec:
 
     # Keys every model.json has had; the others were added later and default as above.
     REQUIRED = (
-        "words_num", "image_sizes", "dataset", "vocab_size", "embed_dim", "emb_dim", "image_trunk",
+        "words_num", "image_sizes", "dataset", "vocab_size", "word_embed_dim", "emb_dim", "image_trunk",
         "align_corners", "small_trunk_width", "gf_dim", "z_dim", "condition_dim", "r_num",
         "num_stages", "base_size", "dcgan", "faithful_mask",
     )  # fmt: skip
+    # Keys that older model.json files spell differently: old name -> field.
+    RENAMED = {"embed_dim": "word_embed_dim"}
 
     @classmethod
     def from_config(cls, config, vocab_size: int) -> ModelSpec:
@@ -103,7 +111,7 @@ class ModelSpec:
             words_num=int(config.data.words_num),
             image_sizes=tuple(int(s) for s in config.data.image_sizes),
             vocab_size=int(vocab_size),
-            embed_dim=m.embed_dim,
+            word_embed_dim=m.embed_dim,
             emb_dim=m.emb_dim,
             image_trunk=m.image_trunk,
             small_trunk_width=m.small_trunk_width,
@@ -126,10 +134,17 @@ class ModelSpec:
     def from_json(cls, d: Mapping[str, Any], source: str = "model.json") -> ModelSpec:
         """The spec of a ``model.json`` dict; keys that are not fields (e.g. ``source``) are ignored.
 
+        A key of :attr:`RENAMED` is read as its new name unless that is present too (older files
+        stay loadable).
+
         Raises:
             InputError: a required key is missing or a value has the wrong type (``source``
                 names the file in the message).
         """
+        d = dict(d)
+        for old, new in cls.RENAMED.items():
+            if old in d and new not in d:
+                d[new] = d[old]
         missing = [k for k in cls.REQUIRED if k not in d]
         if missing:
             raise InputError(
@@ -184,7 +199,7 @@ def text_encoder(spec: ModelSpec) -> RNNEncoder:
     """The DAMSM text encoder (bi-LSTM, ``RNN_ENCODER``)."""
     return RNNEncoder(
         vocab_size=spec.vocab_size,
-        embed_dim=spec.embed_dim,
+        embed_dim=spec.word_embed_dim,
         hidden_dim=spec.emb_dim,
         dropout_rate=spec.damsm_dropout,
         dtype=spec.compute_dtype,

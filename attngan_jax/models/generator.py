@@ -112,10 +112,13 @@ class CANet(nn.Module):
 
 
 class InitStageG(nn.Module):
-    """``INIT_STAGE_G`` (§6.3): [c, z] -> (B, 64, 64, ngf_in/16).
+    """``INIT_STAGE_G`` (§6.3): [c, z] -> (B, 4·2^n, 4·2^n, ngf_in / 2^n), n = ``num_upsamples``.
+
+    The original has n = 4: (B, 64, 64, ngf_in / 16).
 
     Attributes:
-        ngf_in: channels at 4×4 (``16·GF_DIM``).
+        ngf_in: channels at 4×4 (``16·GF_DIM`` in the original).
+        num_upsamples: upsampling blocks, each doubling the size and halving the channels.
         dtype: computation dtype.
     """
 
@@ -133,7 +136,7 @@ class InitStageG(nn.Module):
             train: BatchNorm batch statistics.
 
         Returns:
-            (B, 64, 64, ngf_in // 16) features.
+            (B, 4·2^n, 4·2^n, ngf_in // 2^n) features, n = ``num_upsamples``.
         """
         x = jnp.concatenate([c_code, z], axis=1)  # c first, then z: (B, ncf + nz)
         x = nn.Dense(
@@ -202,9 +205,9 @@ class GeneratorOutput:
     """What :class:`Generator` returns.
 
     Attributes:
-        fake_imgs: images per built stage, (B, 64·2^i, 64·2^i, 3) in [-1, 1] (only the last stage
-            for the DCGAN variant).
-        att_maps: word attention per next stage, (B, T, 64·2^i, 64·2^i).
+        fake_imgs: images per built stage i = 0, 1, ..., (B, S·2^i, S·2^i, 3) in [-1, 1] with
+            S = ``Generator.base_size`` (only the last stage for the DCGAN variant).
+        att_maps: word attention per next stage i = 1, 2, ..., (B, T, S·2^i, S·2^i).
         mu: (B, ncf) CA mean.
         logvar: (B, ncf) CA log-variance.
         c_code: (B, ncf) the sampled condition.
@@ -226,11 +229,12 @@ class Generator(nn.Module):
         z_dim: Z_DIM (100).
         condition_dim: CONDITION_DIM (ncf, 100).
         r_num: residual blocks per next stage (2 birds, 3 COCO, 0 AttnDCGAN).
-        num_stages: TREE.BRANCH_NUM (1, 2 or 3): output sizes 64, 128, 256.
+        num_stages: TREE.BRANCH_NUM (1, 2 or 3): output sizes ``base_size · 2^i`` (64, 128, 256
+            in the original; 16, 32 in the shapes demo).
         base_size: first-stage resolution, ``4 * 2**k`` (64 in the original, where INIT_STAGE_G
             starts at ``16 * gf_dim`` channels and upsamples 4 times). Smaller values start at
             ``gf_dim * base_size / 4`` channels and upsample ``log2(base_size / 4)`` times, so every
-            stage still ends with ``gf_dim`` channels (32 is used by the CPU shapes demo).
+            stage still ends with ``gf_dim`` channels (16 in the CPU shapes demo).
         dcgan: ``G_DCGAN``: a single image head (``img_net``) on the last stage.
         faithful_mask: reproduce the original's misaligned attention mask.
         dtype: computation dtype.

@@ -1,17 +1,17 @@
 """Checkpointing: a thin wrapper over orbax `CheckpointManager` plus a preemption flag.
 
-One checkpoint step directory holds three orbax items (`ocp.args.Composite`):
+One checkpoint step directory holds up to four orbax items (`ocp.args.Composite`):
 
 * `state`     the whole training pytree (`StandardSave`): params, batch stats, every optax state
               (namedtuples and int counters included), EMA params, raw PRNG key data (uint32).
-* `extra`     a JSON dict (`JsonSave`): data-loader position, seeds, config, ... (tuples come
-              back as lists: it is JSON).
+* `extra`     a JSON dict (`JsonSave`): what the caller adds, e.g. the final metrics of a phase
+              (tuples come back as lists: it is JSON).
 * `integrity` a JSON dict written by this module: one 32-bit fingerprint per array leaf.
 * `data`      the data-loader position of *every* process: each writes its own
               `process_<i>-of-<n>.json` (grain's orbax handler, the MaxText pattern), and each
               restores its own. Present when `save` is given the loader iterator.
 
-Guarantees (each is covered by `tests/test_checkpoint.py`):
+Guarantees (each is covered by `tests/train/test_checkpoint.py`):
 
 * Atomic commit: orbax writes `<dir>/<step>.orbax-checkpoint-tmp*` and renames it to
   `<dir>/<step>` only once every item is written, so a save interrupted by a crash is never
@@ -27,21 +27,22 @@ Guarantees (each is covered by `tests/test_checkpoint.py`):
 * Durability: saves are asynchronous (the call returns once arrays are copied to host); after
   `wait()` the checkpoint is committed on disk.
 * Several processes: every process calls `save`/`restore` at the same steps (the training loop
-  agrees on the step of a SIGTERM save with a collective, `attngan_jax.train.experiment`); orbax writes
-  each array once and commits the step when all processes are done.
+  agrees on the step of a SIGTERM save through the step itself, `attngan_jax.train.feed`); orbax
+  writes each array once and commits the step when all processes are done.
 
-Usage in a training loop::
+Usage in a training loop (`attngan_jax.train.loop.run_loop` is the real one)::
 
     ckpt = Checkpointer(workdir / "ckpt", max_to_keep=3, save_interval_steps=1000)
     flag = install_preemption_handler()
-    if ckpt.latest_step() is not None:
-        state, extra, step = ckpt.restore(jax.eval_shape(init_fn))  # targets carry shardings
+    step = 0
+    if ckpt.latest_step() is not None:  # targets carry shardings; the loader is set in place
+        state, extra, step = ckpt.restore(jax.eval_shape(init_fn), loader=loader_iter)
     for step in range(step + 1, num_steps + 1):
-        state, metrics = train_step(state, batch)
-        ckpt.save(step, state, {"loader": loader_state}, force=flag.requested)
+        state, metrics = train_step(state, next(loader_iter))
+        ckpt.save(step, state, force=flag.requested, loader=loader_iter)
         if flag.requested:
             break
-    ckpt.wait(); ckpt.close()
+    ckpt.close()
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ class Checkpointer:
         self.verify = verify
         cm = ocp.checkpoint_managers
         options = ocp.CheckpointManagerOptions(
-            # No PreemptionCheckpointingPolicy: train_lib agrees on a SIGTERM's step itself and
-            # saves with force=True.
+            # No PreemptionCheckpointingPolicy: the training loop agrees on a SIGTERM's step
+            # itself (attngan_jax.train.feed) and saves that step.
             save_decision_policy=cm.FixedIntervalPolicy(save_interval_steps),
             preservation_policy=cm.LatestN(n=max_to_keep),
             cleanup_tmp_directories=True,
@@ -385,8 +386,9 @@ def install_preemption_handler(
     Must be called from the main thread. The first SIGINT also restores the default SIGINT
     disposition, so a second Ctrl-C terminates the process immediately. Repeated SIGTERMs keep
     the flag set (schedulers follow up with SIGKILL). On multi-host jobs all hosts must agree
-    on the step to save at; orbax's `PreemptionCheckpointingPolicy` (enabled in `Checkpointer`)
-    handles that when `jax.distributed` is initialised.
+    on the step to save at: the flag is only this process's request, and the training loop
+    agrees on the step through the step itself (`attngan_jax.train.feed.StopRequest`), not
+    through orbax's `PreemptionCheckpointingPolicy`, which `Checkpointer` does not use.
 
     Args:
       signals: the signals to handle.

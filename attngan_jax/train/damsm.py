@@ -9,7 +9,8 @@ Choices (each matching the original unless said):
 
 * Loss ``w0 + w1 + s0 + s1`` (word loss + sentence loss, both directions, class-masked), Eq. (10)-(13).
 * Adam(b1=0.5, b2=0.999); learning rate ``lr * decay**min(epoch, e_floor)`` where ``e_floor`` is the
-  first epoch at which the rate has fallen to ``lr / 10`` (0.002 -> 1.999e-4 from epoch 114 on).
+  first epoch at which the rate has fallen to ``lr / 10`` (0.002 -> 1.999e-4 from epoch 114 on):
+  :func:`lr_schedule`, an optax staircase exponential decay with a floor.
   ``reset_optimizer_each_epoch`` reproduces the original's new Adam every epoch (the training loop
   re-initialises the optimizer state at epoch boundaries).
 * Gradient clipping by global norm 0.25 on the text encoder only (``clip_grad_norm`` semantics:
@@ -34,9 +35,8 @@ from attngan_jax import config_lib, losses
 from attngan_jax.convert.inception import convert_inception_trunk
 from attngan_jax.convert.torch_io import load_state_dict
 from attngan_jax.data import negatives
-from attngan_jax.models import factory
+from attngan_jax.models import factory, image_encoder
 from attngan_jax.models.factory import ModelSpec
-from attngan_jax.models.image_encoder import trainable_mask
 from attngan_jax.types import Batch, PRNGKey, PyTree
 
 
@@ -68,30 +68,41 @@ def epoch_floor(decay: float, factor: float = 10.0) -> int:
     return e
 
 
-def learning_rate(config, step: jax.Array, steps_per_epoch: int) -> jax.Array:
-    """``lr * decay ** min(epoch, e_floor)`` (reference §10)."""
-    d = config.damsm
-    epoch = step // max(steps_per_epoch, 1)
-    return d.lr * jnp.power(
-        d.lr_decay, jnp.minimum(epoch, epoch_floor(d.lr_decay)).astype(jnp.float32)
+def lr_schedule(lr: float, decay: float, steps_per_epoch: int) -> optax.Schedule:
+    """``step -> lr * decay ** min(epoch, e_floor)``, ``epoch = step // steps_per_epoch`` (§10).
+
+    The original multiplies the rate by ``decay`` each epoch while it is above ``lr / 10``;
+    ``e_floor`` (:func:`epoch_floor`) is where that stops.
+    """
+    # The floor is epoch e_floor's rate as the schedule computes it (float32 power), so the rate
+    # stays exactly at that value from then on.
+    floor = float(lr * jnp.power(jnp.float32(decay), jnp.float32(epoch_floor(decay))))
+    return optax.exponential_decay(
+        init_value=lr,
+        transition_steps=max(steps_per_epoch, 1),
+        decay_rate=decay,
+        staircase=True,
+        end_value=floor,
     )
 
 
-def trained(spec: ModelSpec, params: PyTree) -> PyTree:
+def trainable_mask(spec: ModelSpec, params: PyTree) -> PyTree:
     """``params``' tree of Python bools: True for the leaves DAMSM training updates.
 
-    Everything but a frozen Inception trunk (``model.image_trunk = "inception"``).
+    The whole text encoder, and the image encoder's
+    :func:`~attngan_jax.models.image_encoder.trainable_mask`: everything but a frozen Inception
+    trunk (``model.image_trunk = "inception"``).
     """
     return {
         "text": jax.tree_util.tree_map(lambda _: True, params["text"]),
-        "image": trainable_mask(params["image"], spec.image_trunk),
+        "image": image_encoder.trainable_mask(params["image"], spec.image_trunk),
     }
 
 
 def make_optimizer(spec: ModelSpec, params: PyTree) -> optax.GradientTransformation:
     """Adam's moment scaling (the step multiplies by ``-lr``), frozen parameters masked out."""
     adam = optax.scale_by_adam(b1=0.5, b2=0.999, eps=1e-8)
-    mask = trained(spec, params)
+    mask = trainable_mask(spec, params)
     return optax.chain(optax.masked(adam, mask), optax.masked(optax.set_to_zero(), _invert(mask)))
 
 
@@ -168,8 +179,17 @@ def clip_by_global_norm_torch(tree: PyTree, max_norm: float) -> tuple[PyTree, ja
     return jax.tree_util.tree_map(lambda g: g * scale, tree), norm
 
 
+def loss_options(config) -> dict:
+    """The keyword arguments of :func:`damsm_losses` that an experiment config sets."""
+    d = config.damsm
+    return dict(
+        gammas=(d.gamma1, d.gamma2, d.gamma3),
+        use_class_ids=bool(d.class_masking or d.mirror_negatives),
+        inception_bn_train=bool(d.inception_bn_train),
+    )
+
+
 def damsm_losses(
-    config,
     spec: ModelSpec,
     text,
     image,
@@ -178,6 +198,10 @@ def damsm_losses(
     batch: Batch,
     rng,
     train: bool,
+    *,
+    gammas: tuple[float, float, float],
+    use_class_ids: bool,
+    inception_bn_train: bool,
     shape_tables=None,
 ):
     """Forward both encoders and the four DAMSM losses.
@@ -186,12 +210,27 @@ def damsm_losses(
     ``damsm.reshape_negatives``) each image's caption with one shape renamed joins its row of
     ``w0``/``s0`` as a further negative.
 
+    Args:
+        spec: the model spec.
+        text, image: the text and image encoder modules (:mod:`attngan_jax.models.factory`).
+        params: ``{"text": ..., "image": ...}``.
+        batch_stats: the image encoder's BatchNorm statistics.
+        batch: captions, lengths, class ids and the largest stage's images.
+        rng: dropout key.
+        train: dropout on, and batch statistics where ``inception_bn_train`` says so.
+        gammas: ``(gamma1, gamma2, gamma3)`` of Eq. (9)-(11) (``damsm.gamma1/2/3``).
+        use_class_ids: pass ``batch["class_ids"]`` to the losses, which then do not count
+            same-class pairs as negatives (``damsm.class_masking``; mirrored negatives need it).
+        inception_bn_train: with ``train``, the frozen Inception trunk's BatchNorm uses batch
+            statistics as the original (``damsm.inception_bn_train``); the small trunk always does.
+        shape_tables: see above; None for none.
+
     Returns:
         ``(total, (metrics, new_batch_stats, aux))`` with aux holding codes for retrieval metrics.
     """
-    d = config.damsm
+    gamma1, gamma2, gamma3 = gammas
     images = batch[f"image_{max(spec.image_sizes)}"]
-    bn_train = train and (spec.image_trunk == "small" or d.inception_bn_train)
+    bn_train = train and (spec.image_trunk == "small" or inception_bn_train)
     image_params = params["image"]
     if spec.image_trunk == "inception" and "inception" in image_params:
         # The trunk is frozen: no gradient through its parameters (the original never runs this
@@ -216,7 +255,7 @@ def damsm_losses(
         train=train,
         rngs={"dropout": rng},
     )
-    class_ids = batch["class_ids"] if (d.class_masking or d.mirror_negatives) else None
+    class_ids = batch["class_ids"] if use_class_ids else None
     hard_w = hard_s = None
     if shape_tables is not None:  # damsm.reshape_negatives
         caps, valid = negatives.reshape_captions(
@@ -231,12 +270,12 @@ def damsm_losses(
         )
         hard_w, hard_s = losses.hard_caption_scores(
             features, cnn_code, hard_words, hard_sent, batch["cap_lens"], valid,
-            d.gamma1, d.gamma2, d.gamma3,
+            gamma1, gamma2, gamma3,
         )  # fmt: skip
     w0, w1, _ = losses.words_loss(
-        features, words_emb, batch["cap_lens"], class_ids, d.gamma1, d.gamma2, d.gamma3, hard_w
+        features, words_emb, batch["cap_lens"], class_ids, gamma1, gamma2, gamma3, hard_w
     )
-    s0, s1 = losses.sent_loss(cnn_code, sent_emb, class_ids, d.gamma3, hard_s)
+    s0, s1 = losses.sent_loss(cnn_code, sent_emb, class_ids, gamma3, hard_s)
     total = w0 + w1 + s0 + s1
     metrics = {"w_loss0": w0, "w_loss1": w1, "s_loss0": s0, "s_loss1": s1, "loss": total}
     return total, (metrics, new_stats, {"cnn_code": cnn_code, "sent_emb": sent_emb})
@@ -257,6 +296,8 @@ def make_train_step(
     :func:`~attngan_jax.data.negatives.shape_word_table`) the renamed-shape negatives.
     """
     text, image = factory.text_encoder(spec), factory.image_encoder(spec)
+    options = loss_options(config)
+    schedule = lr_schedule(config.damsm.lr, config.damsm.lr_decay, steps_per_epoch)
 
     def train_step(state: DAMSMState, batch: Batch):
         if tables is not None:
@@ -266,8 +307,8 @@ def make_train_step(
 
         def loss_fn(params):
             return damsm_losses(
-                config, spec, text, image, params, state.batch_stats, batch, rng, True,
-                shape_tables,
+                spec, text, image, params, state.batch_stats, batch, rng, True,
+                shape_tables=shape_tables, **options,
             )  # fmt: skip
 
         (_, (metrics, new_stats, _)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -275,12 +316,12 @@ def make_train_step(
         )
         text_grads, text_norm = clip_by_global_norm_torch(grads["text"], config.damsm.rnn_grad_clip)
         grads = {"text": text_grads, "image": grads["image"]}
-        lr = learning_rate(config, state.step, steps_per_epoch)
+        lr = schedule(state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         # Frozen leaves (the Inception trunk) are passed through as they are. ``p + -lr * 0``
         # is not folded for floats, so the whole trunk used to be rewritten in place every step,
         # after XLA had copied each of its kernels for the convolutions that read them.
-        mask = trained(spec, state.params)
+        mask = trainable_mask(spec, state.params)
         params = jax.tree_util.tree_map(
             lambda p, u, t: p - lr * u if t else p, state.params, updates, mask
         )
@@ -312,10 +353,11 @@ def make_eval_step(config, spec: ModelSpec, shape_tables=None):
     caption with one shape renamed (0.5 is blind to shapes).
     """
     text, image = factory.text_encoder(spec), factory.image_encoder(spec)
+    options = loss_options(config)
 
     def eval_step(state: DAMSMState, batch: Batch):
         _, (metrics, _, aux) = damsm_losses(
-            config, spec, text, image, state.params, state.batch_stats, batch, state.rng, False
+            spec, text, image, state.params, state.batch_stats, batch, state.rng, False, **options
         )
         img = aux["cnn_code"] / (jnp.linalg.norm(aux["cnn_code"], axis=-1, keepdims=True) + 1e-8)
         snt = aux["sent_emb"] / (jnp.linalg.norm(aux["sent_emb"], axis=-1, keepdims=True) + 1e-8)

@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -36,7 +35,7 @@ from attngan_jax.data import negatives
 from attngan_jax.errors import InputError
 from attngan_jax.eval import evaluators, protocols, sampling
 from attngan_jax.eval.evaluators.base import Context
-from attngan_jax.runtime import faults, sharding
+from attngan_jax.runtime import atomic, faults, sharding
 from attngan_jax.train import damsm, loop
 
 log = logging.getLogger(__name__)
@@ -49,14 +48,11 @@ def eval_path(workdir: str, step: int) -> str:
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Writes JSON atomically (a temporary name, fsync, rename)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Writes a record (indented, sorted keys, numpy scalars as floats) atomically.
+
+    See :mod:`attngan_jax.runtime.atomic` for the crash-safety rule.
+    """
+    atomic.write_json(path, obj, indent=2, sort_keys=True, default=float)
 
 
 def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -254,25 +250,14 @@ class Best:
         if sharding.is_primary():
             record = {"step": step, "value": value, "metric": self.metric, "mode": self.mode,
                       "protocol": protocol}  # fmt: skip
-            tmp = os.path.join(self.workdir, f".tmp-best-{uuid.uuid4().hex[:8]}")
+            tmp = atomic.temp_name(self.directory)  # .tmp-best-<hex>
             os.makedirs(tmp)
             self.export(tmp, state)
             write_json(os.path.join(tmp, BEST_JSON), record)
             faults.point(f"best:{os.path.basename(self.workdir)}")
-            _swap_in(tmp, self.directory)
+            atomic.replace_dir(tmp, self.directory)
         log.info("step %d: best %s = %g, exported to %s", step, self.metric, value, self.directory)
         return True
-
-
-def _swap_in(tmp: str, directory: str) -> None:
-    """Replaces ``directory`` by the complete ``tmp`` (the old one moved aside first)."""
-    if os.path.exists(directory):
-        old = os.path.join(os.path.dirname(directory), f".old-best-{uuid.uuid4().hex[:8]}")
-        os.replace(directory, old)
-        os.replace(tmp, directory)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, directory)
 
 
 def _recover(workdir: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 from clu import parameter_overview
 
-from attngan_jax.runtime import faults, sharding
+from attngan_jax.runtime import atomic, faults, sharding
 from attngan_jax.runtime.host_memory import release_freed_host_memory
 from attngan_jax.runtime.observe import MetricWriter, check_finite, progress
 from attngan_jax.train import feed
@@ -206,9 +206,6 @@ def restore_or_init(
         state, extra, start = ckpt.restore(target, loader=batches.iterator)
         if ckpt.has_loader_state(start):
             batches.moved()
-        elif extra.get("data") is not None:  # checkpoints written before the per-process item
-            batches.iterator.set_state(_loader_state_from_json(extra["data"]))
-            batches.moved()
         log.info("resumed from step %d in %s", start, ckpt.directory)
         release_freed_host_memory()  # what the restore freed
         return state, start, dict(extra.get("metrics") or {})  # the finished run's last figures
@@ -251,10 +248,6 @@ def _save_and_stop(ckpt, step: int, state, extra: dict, batches, name: str, sign
     raise Preempted(
         f"{name}: stopped by signal {signum} at step {step}; resume with the same --workdir", signum
     )
-
-
-def _loader_state_from_json(state: Any) -> Any:
-    return state.encode() if isinstance(state, str) else state
 
 
 class _Logger:
@@ -320,7 +313,4 @@ def _write_parameter_overview(name: str, workdir: str, params: dict) -> None:
     )
     log.info("%s networks:\n%s", name, text)
     if sharding.is_primary():
-        path = os.path.join(workdir, "parameters.txt")
-        with open(path + ".tmp", "w") as f:
-            f.write(text + "\n")
-        os.replace(path + ".tmp", path)
+        atomic.write_text(os.path.join(workdir, "parameters.txt"), text + "\n")

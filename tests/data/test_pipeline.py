@@ -270,20 +270,20 @@ def test_read_threads_give_same_batches_and_resume_across(prepared):
     assert same(ref[2], next(resumed))
 
 
-def test_global_batches_on_four_devices(prepared):
+def test_loader_batches_as_global_arrays_on_four_devices(prepared):
     script = textwrap.dedent(
         f"""
         import attngan_jax, jax, numpy as np
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
         from attngan_jax.data import pipeline
+        from attngan_jax.runtime import sharding
         assert jax.device_count() == 4, jax.devices()
         mesh = Mesh(np.array(jax.devices()), ("data",))
         kw = dict(global_batch_size=8, image_sizes={SIZES}, words_num={WORDS}, seed=4)
         host = iter(pipeline.make_loader({prepared!r}, "train", **kw))
         glob_it = iter(pipeline.make_loader({prepared!r}, "train", **kw))
-        glob = pipeline.global_batches(glob_it, mesh)
         for _ in range(2):
-            h, g = next(host), next(glob)
+            h, g = next(host), sharding.to_global(next(glob_it), mesh, "data", keep_host=True)
             assert g.keys() == h.keys()
             assert isinstance(g["keys"], np.ndarray) and (g["keys"] == h["keys"]).all()
             for k in h:

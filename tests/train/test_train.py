@@ -567,3 +567,19 @@ def test_itstime_runs_every_interval_and_the_last_step():
     assert [s for s in range(1, 9) if loop.itstime(s, 4, 8)] == [4, 8]  # the last once
     assert [s for s in range(1, 11) if loop.itstime(s, 0, 10)] == [10]  # 0: the last only
     assert [s for s in range(1, 11) if loop.itstime(s, 4, 10, last=False)] == [4, 8]
+
+
+@pytest.mark.parametrize("lr,decay,spe", [(0.002, 0.98, 7), (2e-4, 0.97, 1), (0.01, 0.5, 3)])
+def test_damsm_lr_schedule_is_the_original_formula(lr, decay, spe):
+    """``lr * decay ** min(step // spe, e_floor)``, as written by hand before the optax schedule."""
+    floor = damsm.epoch_floor(decay)
+    schedule = jax.jit(damsm.lr_schedule(lr, decay, spe))
+    steps = [0, 1, spe - 1, spe, spe + 1, 5 * spe - 1, 5 * spe, (floor - 1) * spe, floor * spe - 1]
+    steps += [floor * spe, floor * spe + 1, (floor + 1) * spe, (floor + 50) * spe + 3]
+    for s in steps:
+        step = jnp.asarray(s, jnp.int32)
+        epoch = step // spe
+        old = lr * jnp.power(decay, jnp.minimum(epoch, floor).astype(jnp.float32))
+        assert float(schedule(step)) == float(old), s
+    assert float(schedule(10**6)) == pytest.approx(lr * decay**floor, rel=1e-5)  # the floor
+    assert lr * decay**floor <= lr / 10 < lr * decay ** (floor - 1)

@@ -31,7 +31,6 @@ are combined (``sharding.process_allgather``), so N processes report what one do
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -51,7 +50,7 @@ from attngan_jax.eval.evaluators.caption_fidelity import CaptionFidelity
 from attngan_jax.eval.evaluators.fid import FID
 from attngan_jax.eval.evaluators.inception_score import InceptionScore
 from attngan_jax.eval.evaluators.r_precision import FixedRPrecision, RPrecision
-from attngan_jax.runtime import sharding
+from attngan_jax.runtime import atomic, sharding
 from attngan_jax.runtime.observe import MetricWriter, progress
 
 EVALUATORS = {
@@ -372,10 +371,6 @@ def _scalars(res: dict[str, Any], prefix: str) -> dict[str, float]:
 
 def _write(mdir: str, generator: str, out: dict[str, Any]) -> None:
     path = metrics_path(mdir, generator)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
+    atomic.write_json(path, out, indent=2, sort_keys=True, default=float)
     with MetricWriter(os.path.join(mdir, "eval", "tensorboard")) as w:
         w.write_scalars(0, _scalars(out["metrics"], f"eval_{generator}/"))

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/inception_layers.py [--batch_size=4] [--size=299] [--top=20] [--json=FILE] \
+    python benchmarks/studies/inception_layers.py [--batch_size=4] [--size=299] [--top=20] [--json=FILE] \
         [--torch [--threads=2]]
 
 Times, on random weights and images, (1) the whole trunk (``models.inception.InceptionTrunk``,
@@ -28,7 +28,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402

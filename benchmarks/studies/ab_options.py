@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/ab_options.py --preset=birds64 [--pairs=12] [--batch_size=4] [--json=FILE] \
+    python benchmarks/studies/ab_options.py --preset=birds64 [--pairs=12] [--batch_size=4] [--json=FILE] \
         xla_cpu_use_fusion_emitters=false [more_option=value ...]
 
 Compiles the preset's step (``train_step.build``: the library's own jitted iteration, random
@@ -33,7 +33,7 @@ if __name__ == "__main__":
     # glibc reads its malloc tunables only at start-up: restart once with them
     host_memory.reexec_with_malloc_tunables()
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 
 import bench_common as bc  # noqa: E402
 import jax  # noqa: E402

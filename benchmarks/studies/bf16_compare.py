@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/bf16_compare.py [--steps=100] [--batch_size=16] [--json=FILE]
+    python benchmarks/studies/bf16_compare.py [--steps=100] [--batch_size=16] [--json=FILE]
 
 Both runs start from the same initial state (parameters are float32 in both; ``config.dtype`` only
 sets the compute dtype) and see the same sequence of random batches (captions + images in
@@ -20,7 +20,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/
 
 import bench_common as bc  # noqa: E402
 import jax  # noqa: E402
