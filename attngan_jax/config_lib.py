@@ -368,6 +368,9 @@ def _shapes_evals(c: mlc.ConfigDict) -> None:
     c.evals.caption_fidelity = eval_entry("caption_fidelity", 1250, num_images=256, batch_size=64)
     c.evals.r_precision = eval_entry("r_precision", 1250, num_images=256, batch_size=64)
     c.evals.damsm_retrieval = eval_entry("damsm_retrieval", 250, num_batches=4)
+    # FID at the same points once Inception weights are given (--config.evals.fid.inception=
+    # PATH, docs/evaluation.md); without them it is skipped at no cost.
+    c.evals.fid = eval_entry("fid", 1250, num_images=256, batch_size=64)
     c.best = "caption_fidelity/both_colours:max"
 
 
