@@ -57,7 +57,9 @@ def test_eval_entries_are_validated():
         "caption_fidelity",
         "r_precision",
         "damsm_retrieval",
+        "fid",  # skipped without Inception weights
     }
+    assert c.evals.fid.inception == ""
     c.evals.caption_fidelity.stages = "every"
     with pytest.raises(InputError, match="evals.caption_fidelity.stages"):
         config_lib.validate(c)
