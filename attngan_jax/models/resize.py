@@ -26,6 +26,24 @@ import numpy as np
 Array = jax.Array
 
 
+def _weights_from_sources(src: np.ndarray, in_size: int) -> np.ndarray:
+    """(out, in) float32 linear-interpolation matrix from each output's source coordinate.
+
+    Row ``i`` mixes the two source pixels around the (non-negative) coordinate ``src[i]``,
+    clamped at the last one.
+    """
+    out_size = len(src)
+    x0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    x1 = np.minimum(x0 + 1, in_size - 1)
+    w1 = (src - x0.astype(np.float32)).astype(np.float32)
+    w0 = (np.float32(1.0) - w1).astype(np.float32)
+    m = np.zeros((out_size, in_size), np.float32)
+    rows = np.arange(out_size)
+    np.add.at(m, (rows, x0), w0)
+    np.add.at(m, (rows, x1), w1)
+    return m
+
+
 @functools.lru_cache(maxsize=64)
 def interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
     """The (out_size, in_size) matrix of one axis of torch's bilinear interpolation.
@@ -55,15 +73,7 @@ def interpolation_matrix(in_size: int, out_size: int, align_corners: bool) -> np
         scale = np.float32(np.float32(in_size) / np.float32(out_size))
         src = scale * (dst + np.float32(0.5)) - np.float32(0.5)
         src = np.maximum(src, np.float32(0.0))
-    x0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    x1 = np.minimum(x0 + 1, in_size - 1)
-    w1 = (src - x0.astype(np.float32)).astype(np.float32)
-    w0 = (np.float32(1.0) - w1).astype(np.float32)
-    m = np.zeros((out_size, in_size), np.float32)
-    rows = np.arange(out_size)
-    np.add.at(m, (rows, x0), w0)
-    np.add.at(m, (rows, x1), w1)
-    return m
+    return _weights_from_sources(src, in_size)
 
 
 def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool) -> Array:
@@ -109,15 +119,7 @@ def tf1_interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
     """
     scale = np.float32(in_size) / np.float32(out_size)
     src = np.arange(out_size, dtype=np.float32) * np.float32(scale)
-    x0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    x1 = np.minimum(x0 + 1, in_size - 1)
-    w1 = (src - x0.astype(np.float32)).astype(np.float32)
-    w0 = (np.float32(1.0) - w1).astype(np.float32)
-    m = np.zeros((out_size, in_size), np.float32)
-    rows = np.arange(out_size)
-    np.add.at(m, (rows, x0), w0)
-    np.add.at(m, (rows, x1), w1)
-    return m
+    return _weights_from_sources(src, in_size)
 
 
 def resize_bilinear_tf1(x: Array, size: tuple[int, int]) -> Array:
