@@ -1,9 +1,15 @@
-"""Experiment configurations (``ml_collections.ConfigDict``) shared by the files in ``configs/``.
+"""What every experiment config has, and the helpers and checks the files in ``configs/`` share.
 
-Each file in ``configs/`` is a thin ``get_config(arg)`` over the builders here, so the defaults live
-in one place and every override works from the command line::
+Each experiment lives in its own file, ``attngan_jax/configs/<name>.py`` (re-exported as
+``configs/<name>.py`` in a clone), as in big_vision: :func:`base_config` gives every key its default
+(the original's ``code/miscc/config.py`` and birds values, reference §2), and the file sets the
+values that make its experiment, with the reasons. Every key can be overridden on the command line::
 
     python train.py --config=configs/attngan_birds.py --config.gan.batch_size=20
+
+Here: :func:`base_config`, :func:`eval_entry` (one evaluation during training), :func:`tiny` (the
+``:tiny`` variants), the derived keys (:func:`image_sizes`, :func:`stage_sizes`) and
+:func:`validate`.
 
 Keys (every experiment has all of them; a phase ignores what it does not use):
 
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 import ml_collections as mlc
 
 from attngan_jax.errors import InputError, MissingInputError
+from attngan_jax.models.stages import image_sizes, stage_sizes
 
 VARIANTS = ("full", "tiny")
 PHASES = ("damsm", "attngan", "demo")
@@ -75,7 +82,7 @@ def base_config() -> mlc.ConfigDict:
     c.data.name = "birds"  # birds | coco | custom | shapes
     c.data.data_dir = "data/birds"  # prepared (ArrayRecord) datasets are written here
     c.data.manual_dir = ""  # original-layout files (CUB/COCO/custom); "" = data_dir
-    c.data.image_sizes = (64, 128, 256)
+    c.data.image_sizes = ()  # () = derived from the stages (image_sizes(config))
     c.data.words_num = 18
     c.data.captions_per_image = 10
     c.data.random_crop = True
@@ -215,171 +222,21 @@ def eval_entry(
     )  # fmt: skip
 
 
-def birds(phase: str, variant: str) -> mlc.ConfigDict:
-    """CUB-200 birds (``code/cfg/DAMSM/bird.yml``, ``bird_attn2.yml``)."""
-    c = base_config()
-    c.phase = phase
-    if phase == "damsm":
-        c.data.image_sizes = (299,)
-    if variant == "tiny":
-        _tiny(c)
-    return c
+def finalize(config: mlc.ConfigDict) -> mlc.ConfigDict:
+    """Fills the derived keys (``data.image_sizes``) in place, for the record of a run.
 
-
-def coco(phase: str, variant: str) -> mlc.ConfigDict:
-    """MS-COCO 2014 (``code/cfg/DAMSM/coco.yml``, ``coco_attn2.yml``)."""
-    c = base_config()
-    c.phase = phase
-    c.data.name = "coco"
-    c.data.data_dir = "data/coco"
-    c.data.captions_per_image = 5
-    c.data.words_num = 15 if phase == "damsm" else 12
-    c.model.gf_dim = 48
-    c.model.df_dim = 96
-    c.model.r_num = 3
-    c.gan.lam = 50.0
-    c.gan.batch_size = 14
-    c.gan.num_epochs = 120
-    if phase == "damsm":
-        c.data.image_sizes = (299,)
-    if variant == "tiny":
-        _tiny(c)
-    return c
-
-
-def custom(phase: str, variant: str) -> mlc.ConfigDict:
-    """A folder of images with one caption file per image (see docs/data.md)."""
-    c = base_config()
-    c.phase = phase
-    c.data.name = "custom"
-    c.data.data_dir = "data/custom"
-    c.data.captions_per_image = 0  # 0 = the smallest number of captions over the files
-    if phase == "damsm":
-        c.data.image_sizes = (299,)
-    if variant == "tiny":
-        _tiny(c)
-    return c
-
-
-def shapes(phase: str, variant: str) -> mlc.ConfigDict:
-    """The procedural captioned-shapes dataset; ``phase="demo"`` is the default ``train.py`` job.
-
-    Small widths, a small trainable image trunk instead of Inception, two stages (16 -> 32) and
-    no flips or crops (captions name left/right positions), sized to finish in about 15 minutes on
-    2 CPU cores.
+    Call after the command-line overrides and :func:`validate`; the saved ``config.json`` then
+    shows the sizes the run used. Returns ``config``.
     """
-    c = base_config()
-    c.phase = phase
-    c.data.name = "shapes"
-    c.data.data_dir = "data/shapes"
-    c.data.random_crop = False
-    c.data.random_flip = False
-    c.data.captions_per_image = 10
-    c.data.words_num = 18  # shapes captions have at most 18 words: no word dropping
-    # Small local records: reading them in the training thread is cheaper than grain's read-ahead
-    # (benchmarks/pipeline_overhead.py; docs/performance.md).
-    c.data.read_threads = 0
-    # Rendered at 64x64 and downsampled by the loader: two stages, 16x16 -> 32x32. At 32 -> 64
-    # a GAN step costs far more and two-object relations need many more steps; at 16 -> 32 they
-    # are learned in 5,000 (docs/shapes_demo.md).
-    c.data.shapes.image_size = 64
-    c.data.image_sizes = (16, 32)
-    c.model.image_trunk = "small"
-    c.model.small_trunk_width = 32
-    c.model.small_trunk_spatial = True  # captions name positions: keep them in the global code
-    c.model.embed_dim = 64
-    c.model.emb_dim = 64
-    c.model.gf_dim = 16
-    c.model.df_dim = 16
-    c.model.z_dim = 32
-    c.model.condition_dim = 32
-    c.model.r_num = 1
-    c.model.num_stages = 2
-    c.model.base_size = 16
-    # The fixed attention mask. The original's (reference §16.1) masks query q of sample b with
-    # the padding of sample (b*queryL + q) mod B: at 32x32 queries and batch 16 a column pattern
-    # of period 16 that showed as vertical stripes in the 64x64 stage and its attention maps, and
-    # that changes with the batch size at sampling time. Fixing it took both-colours fidelity
-    # from 33-57 % to 65 % in equal runs.
-    c.model.faithful_mask = False
-    c.damsm.batch_size = 32
-    # 5 epochs left the sentence codes of "A above B" and "B above A" close (the true caption won
-    # for 83 % of vertical two-object test pairs vs 98 % horizontal); 7 separate all of them.
-    c.damsm.num_epochs = 7
-    c.damsm.lr = 0.002
-    c.damsm.reset_optimizer_each_epoch = False
-    c.damsm.dropout = 0.1
-    # The shapes class id is colour x shape of the first object, so class masking would hide
-    # exactly the negatives that differ only in position or in the second object: off, so the
-    # encoders learn positions (captions with identical meaning in one batch are rare).
-    c.damsm.class_masking = False
-    # Hard negatives (not in the original; see docs/shapes_demo.md for the measured runs).
-    # In-batch mismatches almost always differ in the first colour, so without them neither the
-    # encoders nor the discriminators learn positions or the second object: DAMSM pairs each
-    # image with its mirror and position-swapped caption; the discriminators reject, and the
-    # generator's DAMSM term ranks below, each real image's caption with its position words
-    # swapped or (half of the two-colour captions) its second colour renamed.
-    c.damsm.mirror_negatives = True
-    c.gan.mirror_negatives_d = True
-    c.gan.mirror_negatives_g = True
-    c.gan.recolour_negatives = True
-    # Shapes and counts (docs/shapes_demo.md, "Shapes and counts: what was tried"): the
-    # renamed-shape negatives (damsm/gan.reshape_negatives) and the duplicated-object images
-    # (gan.duplicate_negatives) exist but stay off here: in the measured runs they did not lift
-    # the shape and count figures reliably and cost both-colours fidelity and the 16-px stage.
-    c.damsm.reshape_negatives = False
-    c.gan.reshape_negatives = False
-    c.gan.duplicate_negatives = False
-    # In the GAN's DAMSM term the shapes class (colour x shape of the first object) is masked as
-    # in the original: the measured default (in the mirrored runs, turning it off lowered
-    # single-object colour fidelity from 90 % to 72 %).
-    c.gan.class_masking = True
-    # 3x the original's 2e-4 for both players: in equal 2,500-step runs with hard negatives it
-    # took single-object positions from 68 % to 93 % (the original rate needs ~7,500 steps).
-    c.gan.g_lr = 6e-4
-    c.gan.d_lr = 6e-4
-    c.gan.ema_decay = 0.99  # a few thousand steps: the 0.999 average would lag far behind
-    c.gan.batch_size = 16
-    c.gan.num_epochs = 20  # 5,000 steps
-    # 2x the original's DAMSM weight: in equal 3,000-step runs it took both-colours fidelity from
-    # 56 % to 72 % (λ = 20 overshoots: 67 %, and single-object colour drops).
-    c.gan.lam = 10.0
-    c.log_every = 50
-    c.checkpoint_every = 500
-    c.sample_every = 500
-    c.eval.caption_fidelity = True
-    _shapes_evals(c)
-    if variant == "tiny":
-        _tiny(c)
-    return c
+    config.data.image_sizes = image_sizes(config)
+    return config
 
 
-def _shapes_evals(c: mlc.ConfigDict) -> None:
-    """The demo's evaluations during training and its best model (not its training recipe).
-
-    Caption fidelity and R-precision of the EMA generator at 4 points of the 5,000 GAN steps
-    (every 1,250 and the last), on 256 of the 500 test captions, sized to add at most 10 % to the
-    demo's training time on 2 CPU cores (not yet measured on an idle machine: run the demo, then
-    ``benchmarks/eval_overhead.py --workdir=...``). DAMSM pretraining reports its
-    held-out retrieval accuracy every 250 of its ~875 steps. The best model by both-colours
-    fidelity (the hardest criterion the demo learns, docs/shapes_demo.md) is kept in
-    ``WORKDIR/attngan/best/``.
-    """
-    c.evals.caption_fidelity = eval_entry("caption_fidelity", 1250, num_images=256, batch_size=64)
-    c.evals.r_precision = eval_entry("r_precision", 1250, num_images=256, batch_size=64)
-    c.evals.damsm_retrieval = eval_entry("damsm_retrieval", 250, num_batches=4)
-    # FID at the same points once Inception weights are given (--config.evals.fid.inception=
-    # PATH, docs/evaluation.md); without them it is skipped at no cost.
-    c.evals.fid = eval_entry("fid", 1250, num_images=256, batch_size=64)
-    c.best = "caption_fidelity/both_colours:max"
-
-
-def _tiny(c: mlc.ConfigDict) -> None:
-    """Shrinks anything to a few-second CPU run (tests)."""
-    c.data.name = "shapes" if c.data.name == "shapes" else c.data.name
+def tiny(c: mlc.ConfigDict) -> None:
+    """Shrinks any experiment, in place, to a few-second CPU run (the ``:tiny`` variants, tests)."""
     c.data.shapes.num_train = 64
     c.data.shapes.num_test = 16
-    c.data.shapes.image_size = 64 if max(c.data.image_sizes) <= 64 else max(c.data.image_sizes)
+    c.data.shapes.image_size = max(64, *image_sizes(c))
     c.model.image_trunk = "small"
     c.model.small_trunk_width = 8
     c.model.embed_dim = 16
@@ -470,10 +327,10 @@ def validate(config: mlc.ConfigDict) -> None:
     if (
         isinstance(sizes, (str, bytes))
         or not isinstance(sizes, Sequence)
-        or not sizes
         or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
     ):
-        raise _bad("data.image_sizes", sizes, "must be a tuple of positive sizes, e.g. '(64,128)'")
+        raise _bad("data.image_sizes", sizes, "must be a tuple of positive sizes, e.g. '(64,128)' "
+                   "(or '()': derived from model.base_size and model.num_stages)")  # fmt: skip
     if list(sizes) != sorted(set(sizes)):
         raise _bad("data.image_sizes", sizes, "sizes must be increasing, e.g. '(64,128,256)'")
     if config.phase in ("attngan", "demo"):
@@ -481,16 +338,16 @@ def validate(config: mlc.ConfigDict) -> None:
         base = m.base_size
         if not isinstance(base, int) or base < 8 or base & (base - 1):
             raise _bad("model.base_size", base, "must be a power of two >= 8 (64 in the original)")
-        pyramid = tuple(base * 2**i for i in range(m.num_stages))
-        if tuple(sizes) != pyramid:
+        pyramid = stage_sizes(base, m.num_stages)
+        if sizes and tuple(sizes) != pyramid:
             raise _bad(
                 "data.image_sizes", sizes,
                 f"the generator's {m.num_stages} stages from --config.model.base_size={base} "
-                f"make {pyramid}; set --config.data.image_sizes='{pyramid}' or change "
+                f"make {pyramid}; leave data.image_sizes unset (it is derived) or change "
                 "model.base_size / model.num_stages",
             )  # fmt: skip
-        if max(sizes) > 256:
-            raise _bad("data.image_sizes", sizes, "the discriminators go up to 256")
+        if max(pyramid) > 256:
+            raise _bad("model.base_size", base, f"the discriminators go up to 256 ({pyramid})")
     gan = config.gan
     for key in ("recolour_negatives", "reshape_negatives"):
         if gan[key] and not (gan.mirror_negatives_d or gan.mirror_negatives_g):

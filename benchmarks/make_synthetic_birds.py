@@ -165,11 +165,12 @@ def make_damsm_dir(directory: str, vocab_size: int = VOCAB_SIZE, variant: str = 
     import jax
     import train_step as ts
 
-    from attngan_jax import config_lib, model_dir
+    from attngan_jax import model_dir
+    from attngan_jax.configs import attngan_birds
     from attngan_jax.models.factory import ModelSpec
 
     t0 = time.perf_counter()
-    config = config_lib.birds("attngan", variant)
+    config = attngan_birds.get_config(variant)
     config.model.num_stages = num_stages
     config.data.image_sizes = tuple(64 * 2**i for i in range(num_stages))
     spec = ModelSpec.from_config(config, vocab_size=vocab_size)

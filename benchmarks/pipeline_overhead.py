@@ -11,7 +11,7 @@ import time
 import jax
 
 import attngan_jax  # noqa: F401
-from attngan_jax import config_lib
+from attngan_jax.configs import shapes as shapes_config
 from attngan_jax.runtime import sharding
 from attngan_jax.train import experiment, gan
 
@@ -25,7 +25,7 @@ def main():
     ap.add_argument("--data_dir", default="data/shapes")
     ap.add_argument("--worker_count", type=int, default=0)
     a = ap.parse_args()
-    config = config_lib.shapes("attngan", "full")
+    config = shapes_config.build("attngan", "full")
     config.data.data_dir = a.data_dir
     config.data.worker_count = a.worker_count
     path = experiment.prepare_data(config)

@@ -40,7 +40,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attngan_jax import config_lib  # noqa: E402
+from attngan_jax.configs import attngan_birds, damsm_birds  # noqa: E402
+from attngan_jax.configs import shapes as shapes_config  # noqa: E402
 from attngan_jax.data import shapes  # noqa: E402
 from attngan_jax.eval import sampling  # noqa: E402
 from attngan_jax.models import factory  # noqa: E402
@@ -53,9 +54,9 @@ def make_config(preset: str, dtype: str):
     """The experiment config of a preset (``config_lib`` builders with the preset's sizes)."""
     p = bc.PRESETS[preset]
     if p["kind"] == "shapes":
-        c = config_lib.shapes("attngan", "full")
+        c = shapes_config.build("attngan", "full")
     else:
-        c = config_lib.birds("damsm" if p["kind"] == "damsm" else "attngan", "full")
+        c = (damsm_birds if p["kind"] == "damsm" else attngan_birds).get_config()
         with c.unlocked():
             for k in ("gf_dim", "df_dim", "emb_dim", "embed_dim", "z_dim", "condition_dim"):
                 setattr(c.model, k, p[k])

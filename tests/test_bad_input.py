@@ -22,6 +22,7 @@ from paths import REPO
 from PIL import Image
 
 from attngan_jax import cli, config_lib, model_dir
+from attngan_jax.configs import attngan_birds, damsm_birds
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.convert.release import generator_config_from_state_dict
 from attngan_jax.convert.text_encoder import text_encoder_from_state_dict
@@ -403,7 +404,7 @@ def test_inception_and_tf_checkpoint_errors(tmp_path):
 
 
 def test_damsm_inception_weights_setting(tmp_path):
-    config = config_lib.birds("damsm", "full")
+    config = damsm_birds.get_config()
     with pytest.raises(InputError, match=r"--config\.damsm\.inception_weights=PATH"):
         config_lib.inception_weights_path(config)
     config.damsm.inception_weights = str(tmp_path / "w.pth")
@@ -518,6 +519,11 @@ def test_every_config_validates(tmp_path, name):
         ("data.image_sizes", (128, 64, 256), r"image_sizes=\(128, 64, 256\): sizes must be incr"),
         ("data.image_sizes", (64, 128), r"3 stages from --config\.model\.base_size=64 make \(64,"),
         ("model.base_size", 48, r"--config\.model\.base_size=48: must be a power of two"),
+        (
+            "model.base_size",
+            128,
+            r"base_size=128: the discriminators go up to 256 \(\(128, 256, 512",
+        ),
         ("gan.recolour_negatives", True, r"--config\.gan\.recolour_negatives=True"),
         ("gan.damsm_checkpoint", "", r"--config\.gan\.damsm_checkpoint='': AttnGAN training needs"),
         ("gan.damsm_checkpoint", "/nope", r"damsm_checkpoint='/nope': no DAMSM encoders in it"),
@@ -526,7 +532,7 @@ def test_every_config_validates(tmp_path, name):
     ],
 )
 def test_validate_names_the_key(tmp_path, key, value, match):
-    config = _ready(config_lib.birds("attngan", "full"), tmp_path)
+    config = _ready(attngan_birds.get_config(), tmp_path)
     node = config
     for part in key.split(".")[:-1]:
         node = node[part]

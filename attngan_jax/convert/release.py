@@ -106,7 +106,7 @@ def release_spec(
         faithful_mask=True,
         df_dim=DF_DIM.get(dataset, base.df_dim),
         words_num=EVAL_WORDS_NUM.get(dataset, 18),
-        image_sizes=tuple(gen_cfg["base_size"] * 2**i for i in range(gen_cfg["num_stages"])),
+        image_sizes=config_lib.stage_sizes(gen_cfg["base_size"], gen_cfg["num_stages"]),
         dataset=dataset,
         damsm_dropout=0.5,
         dtype="float32",

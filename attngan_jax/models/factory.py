@@ -28,6 +28,7 @@ from attngan_jax.errors import InputError
 from attngan_jax.models.discriminator import Discriminator, init_discriminator
 from attngan_jax.models.generator import Generator, perturb_batchnorm_scales
 from attngan_jax.models.image_encoder import CNNEncoder
+from attngan_jax.models.stages import image_sizes, stage_sizes
 from attngan_jax.models.text_encoder import RNNEncoder
 from attngan_jax.types import PRNGKey, PyTree
 
@@ -109,7 +110,7 @@ class ModelSpec:
         return cls(
             dataset=config.data.name,
             words_num=int(config.data.words_num),
-            image_sizes=tuple(int(s) for s in config.data.image_sizes),
+            image_sizes=tuple(int(s) for s in image_sizes(config)),
             vocab_size=int(vocab_size),
             word_embed_dim=m.embed_dim,
             emb_dim=m.emb_dim,
@@ -185,8 +186,8 @@ class ModelSpec:
 
     @property
     def stage_sizes(self) -> list[int]:
-        """Output size of each generator stage (``base_size * 2**i``)."""
-        return [self.base_size * 2**i for i in range(self.num_stages)]
+        """Output size of each generator stage (``base_size * 2**i``, :func:`stages.stage_sizes`)."""
+        return list(stage_sizes(self.base_size, self.num_stages))
 
     @property
     def compute_dtype(self):

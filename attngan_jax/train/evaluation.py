@@ -176,7 +176,7 @@ def evaluate_damsm(config, spec, state, data_path: str, mesh, vocab=None, num_ba
     bs = config.damsm.batch_size
     d = config.data
     loader = pipeline.make_loader(
-        data_path, "test", global_batch_size=bs, image_sizes=tuple(d.image_sizes),
+        data_path, "test", global_batch_size=bs, image_sizes=config_lib.image_sizes(config),
         words_num=d.words_num, seed=config.seed, shuffle=False, num_epochs=1, random_crop=False,
         random_flip=False, sort_by_length=d.sort_by_length, worker_count=0,
         read_threads=d.read_threads,

@@ -93,7 +93,7 @@ def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, 
         data_path,
         split,
         global_batch_size=batch_size,
-        image_sizes=tuple(d.image_sizes),
+        image_sizes=config_lib.image_sizes(config),
         words_num=d.words_num,
         seed=seed,
         shuffle=train,
@@ -347,7 +347,8 @@ def train_and_evaluate(config: mlc.ConfigDict, workdir: str) -> dict:
     data_path = prepare_data(config)
     spec = ModelSpec.from_config(config, vocab_size=len(load_vocabulary(data_path)))
     if primary:
-        _write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json_best_effort()))
+        record = config_lib.finalize(config.copy_and_resolve_references())  # derived keys filled
+        _write_json(os.path.join(workdir, "config.json"), json.loads(record.to_json_best_effort()))
     summary: dict[str, Any] = {
         "phase": config.phase,
         "devices": len(jax.devices()),

@@ -6,6 +6,8 @@ import pytest
 from specs import spec_of
 
 from attngan_jax import config_lib
+from attngan_jax.configs import damsm_birds
+from attngan_jax.configs import shapes as shapes_config
 from attngan_jax.convert.common import ConversionError
 from attngan_jax.parity import load_case, split_arrays
 from attngan_jax.train import damsm, experiment
@@ -22,7 +24,7 @@ def torchvision_npz(parity_dir, tmp_path_factory):
 
 
 def damsm_config(weights=""):
-    c = config_lib.birds("damsm", "full")
+    c = damsm_birds.get_config()
     c.damsm.inception_weights = weights
     return c
 
@@ -86,7 +88,7 @@ def test_wrong_weights_file_names_the_keys(parity_dir, tmp_path):
 def test_damsm_run_trains_on_the_given_frozen_trunk(torchvision_npz, tmp_path):
     """train.py's DAMSM phase: the trunk read from the file, still equal to it after training."""
     path, weights = torchvision_npz
-    config = config_lib.shapes("damsm", "tiny")
+    config = shapes_config.build("damsm", "tiny")
     config.data.data_dir = str(tmp_path / "data")
     config.model.image_trunk = "inception"
     config.damsm.inception_weights = path
@@ -119,7 +121,7 @@ def test_damsm_step_passes_the_frozen_trunk_through():
         "class_ids": jax.ShapeDtypeStruct((b,), np.int32),
         **{
             f"image_{s}": jax.ShapeDtypeStruct((b, s, s, 3), np.float32)
-            for s in config.data.image_sizes
+            for s in config_lib.image_sizes(config)
         },
     }
     step = damsm.make_train_step(config, spec_of(config), tx, steps_per_epoch=10)

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from attngan_jax import config_lib
+from attngan_jax.configs import shapes as shapes_config
 from attngan_jax.errors import InputError
 from attngan_jax.train import evaluation
 
@@ -51,7 +52,7 @@ def test_best_recovers_what_a_killed_export_left(tmp_path):
 
 
 def test_eval_entries_are_validated():
-    c = config_lib.shapes("demo", "tiny")
+    c = shapes_config.build("demo", "tiny")
     config_lib.validate(c)
     assert {e.type for e in c.evals.values()} == {
         "caption_fidelity",
@@ -63,7 +64,7 @@ def test_eval_entries_are_validated():
     c.evals.caption_fidelity.stages = "every"
     with pytest.raises(InputError, match="evals.caption_fidelity.stages"):
         config_lib.validate(c)
-    c = config_lib.shapes("demo", "tiny")
+    c = shapes_config.build("demo", "tiny")
     c.best = "caption_fidelity/position"
     with pytest.raises(InputError, match="--config.best"):
         config_lib.validate(c)

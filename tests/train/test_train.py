@@ -14,6 +14,8 @@ from paths import REPO
 from specs import spec_of
 
 from attngan_jax import config_lib, losses
+from attngan_jax.configs import attngan_birds
+from attngan_jax.configs import shapes as shapes_config
 from attngan_jax.data import negatives
 from attngan_jax.models import factory
 from attngan_jax.parity import load_case, split_arrays
@@ -22,7 +24,7 @@ from attngan_jax.train import damsm, experiment, gan, loop
 
 
 def tiny_config(tmp_dir, phase="demo"):
-    c = config_lib.shapes(phase, "tiny")
+    c = shapes_config.build(phase, "tiny")
     c.data.data_dir = str(tmp_dir)
     c.checkpoint_every = 2
     return c
@@ -48,7 +50,7 @@ def first_batch(config, path, batch_size):
 
 def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
     config, path = prepared
-    size = max(config.data.image_sizes)
+    size = max(config_lib.image_sizes(config))
     tx = damsm.optimizer_for(spec_of(config), size)
     state = damsm.init_state(spec_of(config), jax.random.key(0), size, tx)
     step = jax.jit(damsm.make_train_step(config, spec_of(config), tx, steps_per_epoch=100))
@@ -62,7 +64,7 @@ def test_damsm_step_lowers_loss_on_fixed_batch(prepared):
 
 
 def _encoders(config, key=1):
-    size = max(config.data.image_sizes)
+    size = max(config_lib.image_sizes(config))
     params, stats = factory.init_encoders(spec_of(config), jax.random.key(key), size)
     return {
         "text": {"params": params["text"]},
@@ -249,7 +251,7 @@ def test_sigterm_saves_and_resume_continues(prepared, tmp_path):
         config.damsm.num_steps = 6
         config.checkpoint_every = 1000
     mesh = sharding.make_mesh()
-    size = max(config.data.image_sizes)
+    size = max(config_lib.image_sizes(config))
     tx = damsm.optimizer_for(spec_of(config), size)
     init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
     step_fn = damsm.make_train_step(config, spec_of(config), tx, 100)
@@ -287,7 +289,7 @@ def test_corrupted_latest_checkpoint_falls_back(prepared, tmp_path, caplog):
         config.damsm.num_steps = 4
         config.checkpoint_every = 2
     mesh = sharding.make_mesh()
-    size = max(config.data.image_sizes)
+    size = max(config_lib.image_sizes(config))
     tx = damsm.optimizer_for(spec_of(config), size)
     init = lambda: damsm.init_state(spec_of(config), jax.random.key(0), size, tx)  # noqa: E731
     step_fn = damsm.make_train_step(config, spec_of(config), tx, 100)
@@ -325,6 +327,7 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         jax.config.update("jax_default_matmul_precision", "highest")
         import ml_collections as mlc
         from attngan_jax.models import factory
+        from attngan_jax import config_lib
         from attngan_jax.train import gan, experiment
         from attngan_jax.runtime import sharding
         config = mlc.ConfigDict(json.loads({config.to_json()!r}))
@@ -333,7 +336,7 @@ def test_sharded_step_equals_single_device(prepared, tmp_path):
         config.gan.g_lr = config.gan.d_lr = 2e-4
         spec = factory.ModelSpec.from_config(config, len(experiment.load_vocabulary({path!r})))
         assert len(jax.devices()) == 4
-        size = max(config.data.image_sizes)
+        size = max(config_lib.image_sizes(config))
         params, stats = factory.init_encoders(spec, jax.random.key(1), size)
         enc = {{"text": {{"params": params["text"]}}, "image": {{"params": params["image"], "batch_stats": stats}}}}
         loader = experiment.make_loader(config, {path!r}, "train", config.gan.batch_size, 0, True)
@@ -407,7 +410,7 @@ def test_generator_loss_matches_reference_fixture(parity_dir):
     case, arrays = load_case(parity_dir, "e_gan_losses")
     weights, inputs, outputs = split_arrays(arrays)
     cc = case["case_config"]
-    config = config_lib.birds("attngan", "full")
+    config = attngan_birds.get_config()
     with config.unlocked():
         config.model.df_dim = cc["DF_DIM"]
         config.model.emb_dim = cc["nef"]
