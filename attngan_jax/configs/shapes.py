@@ -1,12 +1,12 @@
-r"""The captioned-shapes demo: DAMSM pretraining then AttnGAN, on 2 CPU cores in about 25 minutes.
+r"""The captioned-shapes demo: DAMSM pretraining then AttnGAN, 12.5-25 minutes on 2 CPU cores.
 
 Run (this is also what ``python train.py`` without flags does)::
 
     python train.py --config=configs/shapes.py --workdir=runs/shapes
 
 That is DAMSM for 7 epochs and a 16x16 -> 32x32 AttnGAN for 5,000 steps (docs/shapes_demo.md has
-what it reaches and how each value below was measured). The 32 -> 64 variant needs ~7,500 GAN
-steps::
+what it reaches, how each value below was measured, and its time on each machine). The 32 -> 64
+variant needs ~7,500 GAN steps::
 
     python train.py --workdir=runs/shapes64 --config.model.base_size=32 \
         --config.damsm.num_epochs=5 --config.gan.num_epochs=30
