@@ -20,7 +20,7 @@ import types
 
 import pytest
 
-INSTALL = "pip install --no-deps open-clip-torch ftfy regex (with the CPU torch)"
+INSTALL = "pip install --no-deps open-clip-torch==3.3.0 safetensors, next to the CPU torch"
 
 
 def _missing(what: str, fail_under_ci: bool = True):

@@ -78,10 +78,17 @@ def test_embeddings_and_logits_match_open_clip(quick_gelu):
         x = ref.token_embedding(t_txt) + ref.positional_embedding
         want_tokens = ref.ln_final(ref.transformer(x, attn_mask=ref.attn_mask)).numpy()
     model = clip.build(spec)
-    got_img = model.apply(variables, images, method=clip.CLIP.encode_image)
-    got_txt = model.apply(variables, texts, method=clip.CLIP.encode_text)
-    got_tokens = model.apply(variables, texts, method=clip.CLIP.text_tokens)
-    per_image, per_text = clip.logits(*model.apply(variables, images, texts))
+
+    @jax.jit
+    def outputs(variables, images, texts):  # one compile for the four
+        return (
+            model.apply(variables, images, method=clip.CLIP.encode_image),
+            model.apply(variables, texts, method=clip.CLIP.encode_text),
+            model.apply(variables, texts, method=clip.CLIP.text_tokens),
+            *clip.logits(*model.apply(variables, images, texts)),
+        )
+
+    got_img, got_txt, got_tokens, per_image, per_text = outputs(variables, images, texts)
     assert got_img.shape == (4, spec.embed_dim) and got_txt.shape == (8, spec.embed_dim)
     assert got_tokens.shape == (8, 77, spec.text_width)
     for got, want in ((got_img, want_img), (got_txt, want_txt), (got_tokens, want_tokens),
