@@ -12,8 +12,8 @@ Reads (never running code from the file):
   default here), ``--model=<name>-quickgelu`` or ``--quick_gelu`` says otherwise.
 
 The architecture (:class:`~attngan_jax.models.clip.CLIPSpec`) is read off the shapes as open_clip's
-``build_model_from_openai_state_dict`` does (heads = width / 64); ``--model`` names a preset that
-must agree with them. Key mapping (torch -> Flax ``params``; ``<blk>`` = ``resblocks.<i>`` ->
+``build_model_from_openai_state_dict`` does (heads = width / 64), or given by ``--model``, a preset
+whose shapes the file must have. Key mapping (torch -> Flax ``params``; ``<blk>`` = ``resblocks.<i>`` ->
 ``resblocks_<i>``; Linear weights ``(out, in)`` are transposed to Dense kernels ``(in, out)``):
 
 * ``visual.conv1.weight`` (W, 3, p, p) -> ``visual/conv1/kernel`` (p, p, 3, W);
@@ -255,7 +255,8 @@ def convert(
     Args:
         checkpoint: OpenAI TorchScript archive or open_clip state dict file.
         out: directory to write.
-        model: a preset name (``ViT-B-32``, ``ViT-L-14-quickgelu``, ...) the shapes must match.
+        model: a preset name (``ViT-B-32``, ``ViT-L-14-quickgelu``, ...) the shapes must match
+            (default: the architecture is read off the shapes).
         quick_gelu: the activation; default: True for OpenAI archives, else the preset's (GELU).
 
     Returns:
@@ -264,18 +265,13 @@ def convert(
     sd, openai = read_checkpoint(checkpoint)
     if quick_gelu is None:
         quick_gelu = openai or (model is not None and model.endswith("-quickgelu"))
-    spec = spec_from_state_dict(sd, quick_gelu, checkpoint)
-    if model is not None:
+    if model is None:
+        spec = spec_from_state_dict(sd, quick_gelu, checkpoint)
+    else:  # the preset's shapes: a file of another size fails naming its keys and both shapes
         try:
-            want = dataclasses.replace(clip_model.preset(model), quick_gelu=quick_gelu)
+            spec = dataclasses.replace(clip_model.preset(model), quick_gelu=quick_gelu)
         except ValueError as e:
             raise InputError(f"--model: {e}") from None
-        if want != spec:
-            diff = {f: (getattr(spec, f), getattr(want, f)) for f in spec.to_json()
-                    if getattr(spec, f) != getattr(want, f)}  # fmt: skip
-            raise ConversionError(
-                f"{checkpoint} is not a {model}: (file, {model}) differ in {diff}"
-            )
     variables = convert_state_dict(sd, spec, checkpoint)
     save(out, spec, variables, source=os.path.abspath(checkpoint),
          format="openai-torchscript" if openai else "open_clip-state_dict")  # fmt: skip

@@ -141,7 +141,10 @@ def test_model_preset_must_match(tmp_path):
     sd = {k: np.zeros(s, np.float32) for k, (_, s, _) in convert_clip.key_table(SPEC).items()}
     path = str(tmp_path / "tiny.npz")
     np.savez(path, **sd)
-    with pytest.raises(ConversionError, match="not a ViT-B-32"):
+    with pytest.raises(
+        ConversionError, match=r"visual\.conv1\.weight: \(128, 3, 8, 8\) in the file"
+    ):
         convert_clip.convert(path, str(tmp_path / "out"), model="ViT-B-32")
+    assert not os.path.exists(tmp_path / "out" / "clip.json")
     spec = convert_clip.convert(path, str(tmp_path / "out"), quick_gelu=True)
     assert spec == dataclasses.replace(SPEC, quick_gelu=True)
