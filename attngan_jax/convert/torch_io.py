@@ -1,7 +1,8 @@
-"""Reading PyTorch state dicts from ``.pth`` (safely) or ``.npz`` files with torch key names."""
+"""Reading PyTorch state dicts from ``.pth`` (safely), ``.npz`` or ``.safetensors`` files."""
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from typing import Any
@@ -16,7 +17,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Loads a state dict as ``{torch_key: float32/int numpy array}``.
 
     ``.npz`` files are read with numpy (``allow_pickle=False``); the parity fixtures' ``in:``/``out:``
-    entries are skipped and float16 tensors are widened to float32. ``.pth``/``.pt`` files need the
+    entries are skipped and float16 tensors are widened to float32. ``.safetensors`` files (a JSON
+    header and raw little-endian data) are read with numpy alone, float16/bfloat16 widened too. ``.pth``/``.pt`` files need the
     optional ``torch`` extra and are read with ``torch.load(weights_only=True)``, so a checkpoint can
     never run code; the legacy (PyTorch 0.3, non-zip) format of the original release is supported.
     A full training checkpoint ``{"state_dict": ...}`` or ``{"netG": ...}`` is unwrapped when it holds
@@ -38,6 +40,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise MissingInputError(f"checkpoint file not found: {path}")
     if path.endswith(".npz"):
         return _load_npz(path)
+    if path.endswith(".safetensors"):
+        return _load_safetensors(path)
     try:
         import torch
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -99,4 +103,37 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
             out[k] = a.astype(np.float32) if a.dtype == np.float16 else a
     if not out:
         raise ConversionError(f"{path}: holds no arrays")
+    return out
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4",
+    "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?",
+}  # fmt: skip
+
+
+def _load_safetensors(path: str) -> dict[str, np.ndarray]:
+    """A ``.safetensors`` file: 8-byte header length, JSON header, raw data (f16/bf16 -> f32)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+            data = f.read()
+        out = {}
+        for k, info in header.items():
+            if k == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            a = np.frombuffer(data[start:end], _SAFETENSORS_DTYPES[info["dtype"]])
+            a = a.reshape(info["shape"])
+            if info["dtype"] == "BF16":
+                a = (a.astype(np.uint32) << 16).view(np.float32)
+            out[k] = a.astype(np.float32) if a.dtype == np.float16 else a.copy()
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ConversionError(
+            f"{path}: not a readable .safetensors file ({type(e).__name__}: {e}); damaged or "
+            "truncated?"
+        ) from None
+    if not out:
+        raise ConversionError(f"{path}: holds no tensors")
     return out
