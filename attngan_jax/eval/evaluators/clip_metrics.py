@@ -50,7 +50,7 @@ NO_CLIP = (
 
 # XLA:CPU's concurrency-optimised scheduler. The entry points turn it off process-wide
 # (runtime/xla_flags.py: less scratch memory in the GAN steps, same speed); CLIP's encoders ran
-# 7-10 % faster on one core with it on (docs/clip.md), so their compilations turn it back on.
+# 3-10 % faster on one core with it on (docs/clip.md), so their compilations turn it back on.
 CPU_COMPILER_OPTIONS = {"xla_cpu_enable_concurrency_optimized_scheduler": True}
 
 
