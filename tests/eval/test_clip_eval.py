@@ -199,12 +199,17 @@ def shapes_model(tmp_path_factory):
     return data, make_model_dir(str(root / "runs" / "a"), vocab)
 
 
-def test_evaluate_with_and_without_clip(clip_dir, shapes_model):
-    data, model = shapes_model
+def test_evaluate_without_clip_skips_both_with_the_reason(shapes_model):
+    data, model = shapes_model  # needs neither torch nor open_clip
     metrics = ["clip_score", "clip_r_precision"]
     out = evaluators.evaluate(model, data_dir=data, num_images=12, batch_size=6, metrics=metrics)
     assert out["metrics"] == {} and set(out["skipped"]) == set(metrics)
     assert all("--clip=DIR" in r for r in out["skipped"].values())
+
+
+def test_evaluate_with_clip(clip_dir, shapes_model):
+    data, model = shapes_model
+    metrics = ["clip_score", "clip_r_precision"]
     out = evaluators.evaluate(model, data_dir=data, num_images=12, batch_size=6, metrics=metrics,
                               clip=clip_dir[0], clip_score_variant="clipscore")  # fmt: skip
     m = out["metrics"]
