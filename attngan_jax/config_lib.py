@@ -50,9 +50,13 @@ EVAL_TYPES = {
     "r_precision": "attngan",
     "caption_fidelity": "attngan",
     "attention_localisation": "attngan",
+    "clip_score": "attngan",  # needs a converted CLIP: evals.<name>.clip (docs/clip.md)
+    "clip_r_precision": "attngan",
     "damsm_retrieval": "damsm",  # held-out DAMSM losses, retrieval and shape accuracy
 }
 EVAL_STAGES = ("final", "all")
+CLIP_SCORE_VARIANTS = ("galip", "clipscore")  # eval.evaluators.clip_metrics.SCORE_VARIANTS
+CLIP_PIPELINES = ("", "openai", "galip")  # models.clip_preprocess.PIPELINES, "" = default
 
 
 def parse_variant(arg: str | None, allowed: Sequence[str] = VARIANTS) -> str:
@@ -211,6 +215,12 @@ def eval_entry(
         protocol: the name of an evaluation protocol preset, recorded with the figures
             ("" = the defaults of ``attngan_jax.eval.evaluators``).
         num_batches: test batches of ``damsm.batch_size`` (``damsm_retrieval``).
+
+    The entry's other keys are set with ``--config.evals.<name>.<key>=``: the IS / FID networks
+    (``inception``, ``inception_kind``, ``fid_inception``, ``fid_reference``) and, for
+    ``clip_score`` / ``clip_r_precision``, ``clip`` (a directory of
+    ``python -m attngan_jax.convert.clip``; "" = skipped), ``clip_score_variant`` (``galip`` |
+    ``clipscore``) and ``clip_pipeline`` (``openai`` | ``galip``; "" = the metric's default).
     """
     return mlc.ConfigDict(
         dict(
@@ -218,6 +228,8 @@ def eval_entry(
             stages=stages, protocol=protocol, num_batches=num_batches,
             # IS / FID networks (see docs/evaluation.md); "" = none (the metric is skipped)
             inception="", inception_kind="auto", fid_inception="", fid_reference="test",
+            # CLIP model directory of clip_score / clip_r_precision; "" = none (skipped)
+            clip="", clip_score_variant="galip", clip_pipeline="",
         )
     )  # fmt: skip
 
@@ -395,6 +407,14 @@ def _validate_evals(config: mlc.ConfigDict) -> None:
             raise _bad(key, e, "must be an entry of config_lib.eval_entry(type, every_steps, ...)")
         _check_choice(config, f"{key}.type", tuple(EVAL_TYPES))
         _check_choice(config, f"{key}.stages", EVAL_STAGES)
+        if "clip_score_variant" in e:  # entries of configs saved before CLIP have none
+            _check_choice(config, f"{key}.clip_score_variant", CLIP_SCORE_VARIANTS)
+            _check_choice(config, f"{key}.clip_pipeline", CLIP_PIPELINES)
+            if e.clip and not os.path.isfile(os.path.join(e.clip, "clip.json")):
+                raise MissingInputError(
+                    f"--config.{key}.clip={e.clip}: no clip.json there (convert weights with "
+                    "python -m attngan_jax.convert.clip, docs/clip.md)"
+                )
         _check_int(config, f"{key}.every_steps", 0)
         _check_int(config, f"{key}.batch_size", 1)
         if EVAL_TYPES[e.type] == "damsm":

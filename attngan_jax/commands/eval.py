@@ -13,6 +13,8 @@ r"""Sample images from captions, serve the local page, or compute IS / FID / R-p
     python eval.py --mode=metrics --workdir=runs/birds_release --data_dir=data/birds \
         --protocol=dmgan_pytorch_fid --inception=inception_v3_google-1a9a5a14.pth \
         --fid_reference=bird_val.npz                     # DM-GAN's "Pytorch FID" column
+    python eval.py --mode=metrics --workdir=runs/shapes --data_dir=data/shapes \
+        --metrics=clip_score,clip_r_precision --clip=runs/clip_b32   # a converted CLIP (docs/clip.md)
 
 See docs/evaluation.md for the conventions (which Inception weights give which published column).
 """
@@ -72,7 +74,7 @@ _FID_REF = flags.DEFINE_string(
 _METRICS = flags.DEFINE_list(
     "metrics",
     ["is", "fid", "r_precision", "caption_fidelity", "attention_localisation"],
-    "metrics: which.",
+    "metrics: which (--clip adds clip_score and clip_r_precision unless --metrics is given).",
 )
 _PROTOCOL = flags.DEFINE_enum(
     "protocol",
@@ -87,6 +89,19 @@ _DAMSM = flags.DEFINE_string(
 _RP_LIST = flags.DEFINE_string(
     "rp_list", None, "metrics, fixed_r_precision: the fixed caption list (.npz; drawn if missing)."
 )
+_CLIP = flags.DEFINE_string(
+    "clip", None,
+    "metrics: CLIP model directory (python -m attngan_jax.convert.clip) for clip_score and "
+    "clip_r_precision; without it they are skipped.",
+)  # fmt: skip
+_CLIP_VARIANT = flags.DEFINE_enum(
+    "clip_score_variant", "galip", ["galip", "clipscore"],
+    "metrics: clip_score as GALIP's mean cosine x 100, or Hessel et al.'s 2.5 max(cos, 0) x 100.",
+)  # fmt: skip
+_CLIP_PIPELINE = flags.DEFINE_enum(
+    "clip_pipeline", "", ["", "openai", "galip"],
+    "metrics: CLIP preprocessing (''/unset: galip for clip_score, openai for clip_r_precision).",
+)  # fmt: skip
 _ALL = flags.DEFINE_bool(
     "all", False, "metrics: score every unscored model directory below --workdir."
 )
@@ -137,7 +152,12 @@ def _run(argv):
         fid_inception=_FID_INCEPTION.value, fid_reference=_FID_REF.value,
         metrics=_METRICS.value if not preset or flags.FLAGS["metrics"].present else None,
         protocol=_PROTOCOL.value, damsm=_DAMSM.value, rp_list=_RP_LIST.value,
+        clip=_CLIP.value, clip_score_variant=_CLIP_VARIANT.value,
+        clip_pipeline=_CLIP_PIPELINE.value,
     )  # fmt: skip
+    if _CLIP.value and not flags.FLAGS["metrics"].present:  # --clip alone asks for its metrics
+        asked = kwargs["metrics"] or protocols.get(_PROTOCOL.value).metrics
+        kwargs["metrics"] = [*asked, "clip_score", "clip_r_precision"]
     if _ALL.value:
         results = eval_run.evaluate_all(_WORKDIR.value, generator=_GENERATOR.value, **kwargs)
     else:

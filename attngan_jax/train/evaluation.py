@@ -142,7 +142,8 @@ def generator_evaluation(config, spec, vocab, data_path: str, workdir: str) -> C
             inception=entry.inception or None, inception_kind=entry.inception_kind,
             fid_inception=entry.fid_inception or None, fid_reference=entry.fid_reference,
             stages=entry.stages, protocol=protocols.get(entry.protocol or "default"),
-            _networks=networks,
+            clip=entry.get("clip") or None, clip_score_variant=entry.get("clip_score_variant", "galip"),
+            clip_pipeline=entry.get("clip_pipeline", ""), _networks=networks,
         )  # fmt: skip
         return evaluators.run(ctx, [entry.type], every_process=True)
 

@@ -117,3 +117,31 @@ def test_process_allgather_packs_any_leaves_exactly(monkeypatch):
             assert got["codes"].dtype == np.float64 and got["n"].shape == ()
             np.testing.assert_array_equal(got["codes"], want["codes"])
             assert int(got["n"]) == int(want["n"]) and float(got["x"]) == want["x"]
+
+
+def test_clip_entries_are_validated_and_reach_the_evaluators(tmp_path, monkeypatch):
+    import types
+
+    from attngan_jax.errors import MissingInputError
+
+    c = shapes_config.build("demo", "tiny")
+    c.evals.clip_score = config_lib.eval_entry("clip_score", 10, num_images=8)
+    c.evals.clip_score.clip = str(tmp_path / "clip")
+    with pytest.raises(MissingInputError, match="evals.clip_score.clip"):  # no clip.json there
+        config_lib.validate(c)
+    os.makedirs(tmp_path / "clip")
+    (tmp_path / "clip" / "clip.json").write_text("{}")
+    config_lib.validate(c)
+    c.evals.clip_score.clip_score_variant = "hessel"
+    with pytest.raises(InputError, match="evals.clip_score.clip_score_variant"):
+        config_lib.validate(c)
+    c.evals.clip_score.clip_score_variant = "clipscore"
+    # the entry's keys reach the evaluators' context (the networks and the run are stand-ins)
+    monkeypatch.setattr(evaluation.sampling, "local_model", lambda *args: "model")
+    monkeypatch.setattr(evaluation.evaluators, "run", lambda ctx, metrics, **kw: (ctx, metrics))
+    compute = evaluation.generator_evaluation(c, types.SimpleNamespace(dataset="shapes"), None,
+                                              "data", "work")  # fmt: skip
+    state = types.SimpleNamespace(ema_params=0, g_stats=0, encoders=0)
+    ctx, metrics = compute(c.evals.clip_score, state)
+    assert metrics == ["clip_score"] and ctx.clip == str(tmp_path / "clip")
+    assert ctx.clip_score_variant == "clipscore" and ctx.clip_pipeline == ""

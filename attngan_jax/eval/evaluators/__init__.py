@@ -16,6 +16,8 @@ counters.
   99 mismatched ones of other classes; other images for COCO/custom), 10 folds.
 * ``caption_fidelity``: the shapes oracle (shapes dataset only), for the final stage and, as
   ``caption_fidelity_per_stage``, for every stage.
+* ``clip_score``, ``clip_r_precision``: with a converted CLIP model (``--clip=DIR``), see
+  :mod:`.clip_metrics`.
 * ``attention_localisation``: the share of each colour / shape word's attention that falls on the
   object it names, per attending stage (shapes dataset only).
 
@@ -47,6 +49,7 @@ from attngan_jax.eval import fixed_captions, protocols, sampling
 from attngan_jax.eval.evaluators.attention_localisation import AttentionLocalisation
 from attngan_jax.eval.evaluators.base import Context, Evaluator, GeneratedBatch, PerStage, Skip
 from attngan_jax.eval.evaluators.caption_fidelity import CaptionFidelity
+from attngan_jax.eval.evaluators.clip_metrics import ClipRPrecision, ClipScore
 from attngan_jax.eval.evaluators.fid import FID
 from attngan_jax.eval.evaluators.inception_score import InceptionScore
 from attngan_jax.eval.evaluators.r_precision import FixedRPrecision, RPrecision
@@ -54,9 +57,12 @@ from attngan_jax.runtime import atomic, sharding
 from attngan_jax.runtime.observe import MetricWriter, progress
 
 EVALUATORS = {
-    e.name: e for e in (InceptionScore, FID, RPrecision, CaptionFidelity, AttentionLocalisation)
-}
-METRICS = tuple(EVALUATORS)  # is, fid, r_precision, caption_fidelity, attention_localisation
+    e.name: e
+    for e in (InceptionScore, FID, RPrecision, CaptionFidelity, AttentionLocalisation, ClipScore,
+              ClipRPrecision)
+}  # fmt: skip
+# is, fid, r_precision, caption_fidelity, attention_localisation, clip_score, clip_r_precision
+METRICS = tuple(EVALUATORS)
 # Already every stage (per_stage / per attending stage); the others go through PerStage.
 _SCORE_EVERY_STAGE = ("caption_fidelity", "attention_localisation")
 
@@ -199,7 +205,8 @@ def run(
             (its block of every batch) and the evaluators' statistics are combined over the
             processes before the results. False: this process evaluates everything alone.
         fixed: ``(captions, list, path)`` of the ``fixed_r_precision`` protocol: the images come
-            from the list's captions and R-precision is :class:`FixedRPrecision`.
+            from the list's captions, R-precision is :class:`FixedRPrecision` and CLIP
+            R-precision takes the list's mismatched captions.
 
     Returns:
         ``{"metrics": figures, "skipped": {metric: reason}, **info}`` (the same on every process).
@@ -214,6 +221,8 @@ def run(
             try:
                 if name == "r_precision" and fixed is not None:
                     active.append(FixedRPrecision(ctx, *fixed))
+                elif name == "clip_r_precision" and fixed is not None:
+                    active.append(ClipRPrecision(ctx, fixed))
                 else:
                     active.append(_build(name, ctx))
             except Skip as e:
@@ -258,6 +267,9 @@ def evaluate(
     protocol: str | None = None,
     damsm: str | None = None,
     rp_list: str | None = None,
+    clip: str | None = None,
+    clip_score_variant: str = "galip",
+    clip_pipeline: str = "",
 ) -> dict[str, Any]:
     """Computes the requested metrics of a model directory and writes them (JSON + TensorBoard).
 
@@ -280,6 +292,10 @@ def evaluate(
         damsm: ``fixed_r_precision``: the model directory whose DAMSM judges.
         rp_list: ``fixed_r_precision``: the caption list (drawn and saved there if missing;
             default beside the prepared dataset).
+        clip: a CLIP model directory (``python -m attngan_jax.convert.clip``) for
+            ``clip_score`` / ``clip_r_precision``; None: they are skipped.
+        clip_score_variant: ``galip`` (mean cosine x 100) or ``clipscore`` (2.5 max(cos, 0) x 100).
+        clip_pipeline: CLIP's preprocessing, ``openai`` or ``galip`` ("": each metric's default).
 
     Returns:
         The dict written to ``DIR/eval/metrics_<generator>.json``.
@@ -310,7 +326,8 @@ def evaluate(
         num_images=num_images or preset_images or records, batch_size=batch_size,
         seed=seed, inception=inception, inception_kind=inception_kind,
         fid_inception=fid_inception, fid_reference=fid_reference, protocol=proto, damsm=damsm,
-        rp_list=rp_list,
+        rp_list=rp_list, clip=clip, clip_score_variant=clip_score_variant,
+        clip_pipeline=clip_pipeline,
     )  # fmt: skip
     if ctx.num_images < 1:
         raise InputError(f"--protocol={proto.name}: no image to generate ({records} test records, "
@@ -334,7 +351,9 @@ def evaluate(
             "directory whose DAMSM encoders judge, e.g. the released bird/coco DAMSM imported "
             "with python -m attngan_jax.convert.release)"
         )
-    if proto.r_precision.mode == "fixed_list" and "r_precision" in metrics:
+    if proto.r_precision.mode == "fixed_list" and (
+        "r_precision" in metrics or ("clip_r_precision" in metrics and clip)
+    ):
         caps = pipeline.split_captions(data_path, "test")
         n_list = num_images or proto.num_images or records
         path = rp_list or fixed_captions.default_path(data_path, "test", n_list, seed)

@@ -59,6 +59,9 @@ class Context:
     damsm: str | None = None
     rp_list: str | None = None
     stages: str = "final"
+    clip: str | None = None
+    clip_score_variant: str = "galip"
+    clip_pipeline: str = ""
     _networks: dict = dataclasses.field(default_factory=dict)
 
     @property
