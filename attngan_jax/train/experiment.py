@@ -253,8 +253,9 @@ def load_encoders(spec: ModelSpec, directory: str) -> Any:
     want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
     if got_t != want_t:
         raise InputError(
-            f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
-            "emb_dim differ); train DAMSM on the same prepared dataset or fix --config.model.*"
+            f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size, "
+            "emb_dim, or model.text_encoder / the CLIP size differ); train DAMSM on the same "
+            "prepared dataset with the same --config.model.* or fix them"
         )
     return enc  # numpy: run_loop moves it to the devices leaf by leaf (sharding.put_leafwise)
 

@@ -25,6 +25,7 @@ def _config(tmp_path, phase="demo", **model):
     return c
 
 
+@pytest.mark.slow
 def test_demo_with_clip_trains_exports_and_samples(tmp_path):
     """shapes:tiny with every hard negative (they swap vocabulary ids), DAMSM, GAN, sampling."""
     config = _config(tmp_path)
@@ -62,6 +63,7 @@ def _damsm_params(config, steps, text_init):
     return start, jax.tree_util.tree_map(np.asarray, state.params["text"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trainable", [False, True])
 def test_frozen_tower_is_unchanged_by_damsm_steps_and_the_heads_learn(tmp_path, trainable):
     config = _config(tmp_path, "damsm", clip_text_trainable=trainable)
