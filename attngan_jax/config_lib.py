@@ -43,6 +43,7 @@ PHASES = ("damsm", "attngan", "demo")
 DATASETS = ("birds", "coco", "custom", "shapes")
 DTYPES = ("float32", "bfloat16")
 IMAGE_TRUNKS = ("inception", "small")
+TEXT_ENCODERS = ("rnn", "clip")  # attngan_jax.models.factory.TEXT_ENCODERS
 # Each evaluation type and the phase whose training runs it (attngan_jax.train.evaluation).
 EVAL_TYPES = {
     "is": "attngan",
@@ -114,6 +115,12 @@ def base_config() -> mlc.ConfigDict:
     c.model.base_size = 64  # first-stage resolution (64 in the original)
     c.model.dcgan = False
     c.model.faithful_mask = True  # the original's misaligned attention mask (reference §16.1)
+    # The text encoder: "rnn" (the original bi-LSTM) or "clip" (CLIP's text tower, docs/clip.md).
+    c.model.text_encoder = "rnn"
+    c.model.clip = ""  # text_encoder=clip: a directory of python -m attngan_jax.convert.clip
+    c.model.clip_preset = ""  # ... or a CLIP size with random weights: tiny, ViT-B-32, ...
+    c.model.clip_text_trainable = False  # False: CLIP frozen, only its two linear heads learn
+    c.model.clip_word_pieces = 8  # BPE pieces kept per vocabulary word (longer words: the last 8)
 
     c.damsm = mlc.ConfigDict()
     c.damsm.batch_size = 48
@@ -304,6 +311,24 @@ def _check_choice(config, key: str, choices: Sequence[str]) -> None:
         raise _bad(key, v, f"must be one of {', '.join(choices)}")
 
 
+def _check_text_encoder(config) -> None:
+    m = config.model
+    _check_choice(config, "model.text_encoder", TEXT_ENCODERS)
+    if m.text_encoder == "rnn":
+        for key in ("clip", "clip_preset"):
+            if m[key]:
+                raise _bad(f"model.{key}", m[key], "is read only with "
+                           "--config.model.text_encoder=clip; set that too, or unset this")  # fmt: skip
+        if m.clip_text_trainable:
+            raise _bad("model.clip_text_trainable", True, "is read only with "
+                       "--config.model.text_encoder=clip; set that too, or unset this")  # fmt: skip
+        return
+    _check_int(config, "model.clip_word_pieces", 1)
+    from attngan_jax.models import factory  # here: importing this module stays free of JAX
+
+    factory.clip_spec_of(m.clip, m.clip_preset)  # InputError naming the flag and the fix
+
+
 def validate(config: mlc.ConfigDict) -> None:
     """Checks the values a user sets (``--config.x.y=...``) before any data or model is built.
 
@@ -314,6 +339,7 @@ def validate(config: mlc.ConfigDict) -> None:
     _check_choice(config, "dtype", DTYPES)
     _check_choice(config, "data.name", DATASETS)
     _check_choice(config, "model.image_trunk", IMAGE_TRUNKS)
+    _check_text_encoder(config)
     for key in ("data.words_num", "damsm.batch_size", "gan.batch_size", "model.embed_dim",
                 "model.emb_dim", "model.gf_dim", "model.df_dim", "model.z_dim",
                 "model.condition_dim", "model.num_stages", "model.small_trunk_width",

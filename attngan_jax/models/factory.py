@@ -18,6 +18,8 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from attngan_jax.errors import InputError
+from attngan_jax.models import clip as clip_lib
+from attngan_jax.models.clip_text_encoder import CLIPTextEncoder
 from attngan_jax.models.discriminator import Discriminator, init_discriminator
 from attngan_jax.models.generator import Generator, perturb_batchnorm_scales
 from attngan_jax.models.image_encoder import CNNEncoder
@@ -33,6 +37,29 @@ from attngan_jax.models.text_encoder import RNNEncoder
 from attngan_jax.types import PRNGKey, PyTree
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+TEXT_ENCODERS = ("rnn", "clip")
+
+# A CLIP text tower small enough for the CPU shapes demo (random weights only: no released CLIP
+# has this size). The image-side fields are never built by the text encoder.
+CLIP_TINY_TEXT = clip_lib.CLIPSpec(
+    embed_dim=64, image_size=32, patch_size=8, vision_width=64, vision_layers=1, vision_heads=1,
+    text_width=64, text_layers=2, text_heads=2,
+)  # fmt: skip
+CLIP_TEXT_PRESETS = {"tiny": CLIP_TINY_TEXT}
+
+
+def clip_preset(name: str) -> clip_lib.CLIPSpec:
+    """``"tiny"`` (:data:`CLIP_TINY_TEXT`) or an open_clip name (:func:`clip.preset`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if name in CLIP_TEXT_PRESETS:
+        return CLIP_TEXT_PRESETS[name]
+    try:
+        return clip_lib.preset(name)
+    except ValueError as e:
+        raise ValueError(f"{e}, tiny") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +92,11 @@ class ModelSpec:
         faithful_mask: the original's misaligned attention mask (reference §16.1).
         damsm_dropout: dropout on the word embeddings while the text encoder trains.
         dtype: compute dtype, ``"float32"`` or ``"bfloat16"`` (parameters are float32).
+        text_encoder: ``"rnn"`` (the original bi-LSTM) or ``"clip"`` (:class:`CLIPTextEncoder`).
+        clip: the CLIP architecture of the ``"clip"`` text encoder (``model.json``: a dict).
+        clip_word_pieces: BPE pieces kept per vocabulary word (the piece table's width).
+        clip_text_trainable: the CLIP tower is fine-tuned in DAMSM training (False: frozen,
+            only the two linear heads learn).
     """
 
     dataset: str
@@ -88,6 +120,10 @@ class ModelSpec:
     faithful_mask: bool = True
     damsm_dropout: float = 0.5
     dtype: str = "float32"
+    text_encoder: str = "rnn"
+    clip: clip_lib.CLIPSpec | None = None
+    clip_word_pieces: int = 8
+    clip_text_trainable: bool = False
 
     # Keys every model.json has had; the others were added later and default as above.
     REQUIRED = (
@@ -107,6 +143,9 @@ class ModelSpec:
             vocab_size: the prepared dataset's vocabulary size (``len(Vocabulary)``).
         """
         m = config.model
+        clip = None
+        if m.text_encoder == "clip":
+            clip = clip_spec_of(m.clip, m.clip_preset)
         return cls(
             dataset=config.data.name,
             words_num=int(config.data.words_num),
@@ -129,6 +168,10 @@ class ModelSpec:
             faithful_mask=m.faithful_mask,
             damsm_dropout=config.damsm.dropout,
             dtype=config.dtype,
+            text_encoder=m.text_encoder,
+            clip=clip,
+            clip_word_pieces=m.clip_word_pieces,
+            clip_text_trainable=m.clip_text_trainable,
         )
 
     @classmethod
@@ -160,6 +203,13 @@ class ModelSpec:
             v = d[f.name]
             if f.name == "image_sizes":
                 v = tuple(int(s) for s in v)
+            if f.name == "clip" and v is not None:
+                try:
+                    v = clip_lib.CLIPSpec.from_json(v)
+                except TypeError as e:
+                    raise InputError(
+                        f"{source}: 'clip': {e}; re-export the model directory"
+                    ) from None
             kwargs[f.name] = v
         try:
             spec = cls(**kwargs)
@@ -176,6 +226,10 @@ class ModelSpec:
 
     def check(self) -> None:
         """Raises ValueError where fields contradict each other."""
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"text_encoder {self.text_encoder!r} is not one of {TEXT_ENCODERS}")
+        if (self.text_encoder == "clip") != (self.clip is not None):
+            raise ValueError("text_encoder 'clip' needs a 'clip' spec, and only it")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not one of {sorted(DTYPES)}")
         if list(self.image_sizes) != self.stage_sizes:
@@ -196,8 +250,48 @@ class ModelSpec:
 
 
 # ----------------------------------------------------------------------------- DAMSM encoders
-def text_encoder(spec: ModelSpec) -> RNNEncoder:
-    """The DAMSM text encoder (bi-LSTM, ``RNN_ENCODER``)."""
+def clip_spec_of(directory: str, preset: str) -> clip_lib.CLIPSpec:
+    """The CLIP spec of ``model.clip`` (a converted directory's ``clip.json``) or ``model.clip_preset``.
+
+    Raises:
+        InputError: neither or both are set, the directory has no ``clip.json``, or the preset is
+            unknown; the message names the flag and the fix.
+    """
+    if bool(directory) == bool(preset):
+        raise InputError(
+            "--config.model.text_encoder=clip needs exactly one of --config.model.clip=DIR (a "
+            "directory written by python -m attngan_jax.convert.clip) or "
+            "--config.model.clip_preset=NAME (random weights: tiny, ViT-B-32, ...); got "
+            f"clip={directory!r}, clip_preset={preset!r}"
+        )
+    if preset:
+        try:
+            return clip_preset(preset)
+        except ValueError as e:
+            raise InputError(f"--config.model.clip_preset={preset!r}: {e}") from None
+    path = os.path.join(directory, "clip.json")
+    if not os.path.isfile(path):
+        raise InputError(
+            f"--config.model.clip={directory!r}: no clip.json there; convert CLIP weights with "
+            f"python -m attngan_jax.convert.clip --checkpoint=FILE --out={directory}"
+        )
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)  # the spec's fields, plus what the converter adds (source, format)
+    names = {f.name for f in dataclasses.fields(clip_lib.CLIPSpec)}
+    return clip_lib.CLIPSpec.from_json({k: v for k, v in meta.items() if k in names})
+
+
+def text_encoder(spec: ModelSpec) -> RNNEncoder | CLIPTextEncoder:
+    """The DAMSM text encoder: the bi-LSTM (``RNN_ENCODER``) or CLIP's text tower."""
+    if spec.text_encoder == "clip":
+        return CLIPTextEncoder(
+            clip=spec.clip,
+            vocab_size=spec.vocab_size,
+            emb_dim=spec.emb_dim,
+            word_pieces=spec.clip_word_pieces,
+            train_tower=spec.clip_text_trainable,
+            dtype=spec.compute_dtype,
+        )
     return RNNEncoder(
         vocab_size=spec.vocab_size,
         embed_dim=spec.word_embed_dim,

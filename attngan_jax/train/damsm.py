@@ -32,10 +32,12 @@ import numpy as np
 import optax
 
 from attngan_jax import config_lib, losses
+from attngan_jax.convert import clip as convert_clip
 from attngan_jax.convert.inception import convert_inception_trunk
 from attngan_jax.convert.torch_io import load_state_dict
 from attngan_jax.data import negatives
-from attngan_jax.models import factory, image_encoder
+from attngan_jax.errors import InputError
+from attngan_jax.models import clip_text_encoder, factory, image_encoder
 from attngan_jax.models.factory import ModelSpec
 from attngan_jax.types import Batch, PRNGKey, PyTree
 
@@ -89,12 +91,20 @@ def lr_schedule(lr: float, decay: float, steps_per_epoch: int) -> optax.Schedule
 def trainable_mask(spec: ModelSpec, params: PyTree) -> PyTree:
     """``params``' tree of Python bools: True for the leaves DAMSM training updates.
 
-    The whole text encoder, and the image encoder's
+    The whole RNN text encoder; of the CLIP text encoder its two heads, and its tower with
+    ``model.clip_text_trainable`` (never the piece table); and the image encoder's
     :func:`~attngan_jax.models.image_encoder.trainable_mask`: everything but a frozen Inception
     trunk (``model.image_trunk = "inception"``).
     """
+    text = jax.tree_util.tree_map(lambda _: True, params["text"])
+    if spec.text_encoder == "clip":
+        text = dict(text)
+        text[clip_text_encoder.TABLE] = False
+        text[clip_text_encoder.TOWER] = jax.tree_util.tree_map(
+            lambda _: spec.clip_text_trainable, params["text"][clip_text_encoder.TOWER]
+        )
     return {
-        "text": jax.tree_util.tree_map(lambda _: True, params["text"]),
+        "text": text,
         "image": image_encoder.trainable_mask(params["image"], spec.image_trunk),
     }
 
@@ -141,6 +151,7 @@ def init_state(
     image_size: int,
     tx: optax.GradientTransformation,
     trunk: PyTree | None = None,
+    text: PyTree | None = None,
 ) -> DAMSMState:
     """Initial state (use ``jax.eval_shape`` on this for abstract targets).
 
@@ -151,12 +162,16 @@ def init_state(
         tx: the optimizer (:func:`optimizer_for`).
         trunk: pretrained Inception trunk (:func:`load_inception_trunk`) replacing the random one;
             under ``jax.jit`` the random trunk is then dead code. None keeps every weight random.
+        text: entries replacing those of the text encoder's parameters (:func:`clip_text_init`:
+            the CLIP encoder's piece table and pretrained tower).
     """
     k_vars, k_state = jax.random.split(rng)
     params, batch_stats = factory.init_encoders(spec, k_vars, image_size)
     if trunk is not None:
         params = {**params, "image": {**params["image"], **trunk["params"]}}
         batch_stats = {**batch_stats, **trunk["batch_stats"]}
+    if text is not None:
+        params = {**params, "text": {**params["text"], **text}}
     return DAMSMState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -164,6 +179,26 @@ def init_state(
         opt_state=tx.init(params),
         rng=k_state,
     )
+
+
+def clip_text_init(config, spec: ModelSpec, ixtoword) -> PyTree | None:
+    """The ``text`` argument of :func:`init_state` for the CLIP text encoder, else None.
+
+    The piece table of the vocabulary, and, with ``model.clip`` set, the text side of that
+    converted CLIP (``python -m attngan_jax.convert.clip``); its spec must be ``spec.clip``.
+    """
+    if spec.text_encoder != "clip":
+        return None
+    text = {clip_text_encoder.TABLE: clip_text_encoder.piece_table(ixtoword, spec.clip_word_pieces)}
+    if config.model.clip:
+        clip_spec, variables = convert_clip.load(config.model.clip)
+        if clip_spec != spec.clip:
+            raise InputError(
+                f"--config.model.clip={config.model.clip!r} holds {clip_spec}, not the model's "
+                f"{spec.clip}; convert again or point at the directory the model was built from"
+            )
+        text[clip_text_encoder.TOWER] = clip_text_encoder.text_params(variables["params"])
+    return text
 
 
 def optimizer_for(spec: ModelSpec, image_size: int) -> optax.GradientTransformation:
@@ -329,12 +364,19 @@ def make_train_step(
         image_trained = [
             p for p, t in zip(image_leaves, jax.tree_util.tree_leaves(mask["image"])) if t
         ]
+        text_trained = [
+            p
+            for p, t in zip(
+                jax.tree_util.tree_leaves(params["text"]), jax.tree_util.tree_leaves(mask["text"])
+            )
+            if t
+        ]
         metrics = dict(metrics)
         metrics.update(
             lr=lr,
             grad_norm_text=text_norm,
             grad_norm_image=optax.global_norm(grads["image"]),
-            param_norm_text=optax.global_norm(params["text"]),
+            param_norm_text=optax.global_norm(text_trained),  # the trained leaves
             param_norm_image=optax.global_norm(image_trained),  # the trained leaves
         )
         new = state.replace(

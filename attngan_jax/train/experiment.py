@@ -165,11 +165,15 @@ def run_damsm(config, spec: ModelSpec, workdir: str, data_path: str, mesh) -> di
     size = max(spec.image_sizes)
     rng = jax.random.key(config.seed)
     tx = damsm.optimizer_for(spec, size)
-    init_fn = lambda trunk=None: damsm.init_state(spec, rng, size, tx, trunk)  # noqa: E731
-    init_args = tuple  # a random trunk ("random") or the small trunk
-    if config_lib.inception_weights_path(config) is not None:
-        init_args = lambda: (damsm.load_inception_trunk(config, spec, size),)  # noqa: E731
+    init_fn = lambda trunk=None, text=None: damsm.init_state(spec, rng, size, tx, trunk, text)  # noqa: E731
     vocab = load_vocabulary(data_path)
+
+    def init_args():
+        trunk = None  # a random trunk ("random") or the small trunk
+        if config_lib.inception_weights_path(config) is not None:
+            trunk = damsm.load_inception_trunk(config, spec, size)
+        return trunk, damsm.clip_text_init(config, spec, vocab.ixtoword)  # (None for the RNN)
+
     tables = negatives.swap_tables(vocab.ixtoword) if config.damsm.mirror_negatives else None
     shape_tables = None
     if config.damsm.reshape_negatives:
@@ -249,8 +253,9 @@ def load_encoders(spec: ModelSpec, directory: str) -> Any:
     want_t = jax.tree_util.tree_map(lambda x: x.shape, params["text"])
     if got_t != want_t:
         raise InputError(
-            f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size or "
-            "emb_dim differ); train DAMSM on the same prepared dataset or fix --config.model.*"
+            f"{directory}: the DAMSM text encoder does not fit this config (vocabulary size, "
+            "emb_dim, or model.text_encoder / the CLIP size differ); train DAMSM on the same "
+            "prepared dataset with the same --config.model.* or fix them"
         )
     return enc  # numpy: run_loop moves it to the devices leaf by leaf (sharding.put_leafwise)
 
