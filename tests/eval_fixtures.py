@@ -87,6 +87,7 @@ def random_variables(expected, seed: int = 0):
 def tiny_model_json(vocab_size: int, dataset: str = "shapes", words_num: int = 18) -> dict:
     m = base_config().model.to_dict()
     m.update(TINY, vocab_size=vocab_size)
+    m["clip"] = None  # the config's CLIP directory is not model.json's CLIP spec (rnn encoder)
     sizes = [m["base_size"] * 2**i for i in range(m["num_stages"])]
     m.update(words_num=words_num, image_sizes=sizes, dataset=dataset, damsm_dropout=0.0,
              dtype="float32")  # fmt: skip
