@@ -51,6 +51,7 @@ PRESETS = {
     "coco256": dict(COCO, kind="gan", num_stages=3),
     "damsm_birds": dict(BIRDS, kind="damsm", image_size=299),
     "shapes": dict(kind="shapes"),
+    "damsm_shapes": dict(kind="damsm_shapes"),
     "sample_birds256": dict(BIRDS, kind="sample", num_stages=3),
     # Plumbing checks on a CPU (gpu_side_by_side.sh --dry-run, tests): tiny widths, one stage; the
     # JAX side with the small image trunk (PyTorch's reference always runs Inception-v3).

@@ -8,7 +8,8 @@ Usage::
 Presets (``bench_common.PRESETS``): ``birds64``/``birds128``/``birds256`` (the original birds widths,
 1/2/3 stages, Inception-v3 DAMSM image encoder in the G loss), ``coco256``, ``damsm_birds`` (the
 DAMSM step: Inception-v3 at 299, trunk BatchNorm in train mode, + bi-LSTM), ``shapes``
-(``configs/shapes.py`` GAN step) and ``sample_birds256`` (text encoder + generator in eval mode, as
+(``configs/shapes.py`` GAN step), ``damsm_shapes`` (its DAMSM step: the small trunk at 32x32,
+mirrored negatives) and ``sample_birds256`` (text encoder + generator in eval mode, as
 ``sampling.generate``; use ``--batch_size=1`` for one caption).
 
 ``startup_s`` is process start to the end of the warm-up step (imports, init, compile, one step);
@@ -42,7 +43,7 @@ import numpy as np  # noqa: E402
 
 from attngan_jax.configs import attngan_birds, damsm_birds  # noqa: E402
 from attngan_jax.configs import shapes as shapes_config  # noqa: E402
-from attngan_jax.data import shapes  # noqa: E402
+from attngan_jax.data import negatives, shapes  # noqa: E402
 from attngan_jax.eval import sampling  # noqa: E402
 from attngan_jax.models import factory  # noqa: E402
 from attngan_jax.models.factory import ModelSpec  # noqa: E402
@@ -53,8 +54,8 @@ from attngan_jax.train import damsm, gan  # noqa: E402
 def make_config(preset: str, dtype: str):
     """The experiment config of a preset (``config_lib`` builders with the preset's sizes)."""
     p = bc.PRESETS[preset]
-    if p["kind"] == "shapes":
-        c = shapes_config.build("attngan", "full")
+    if p["kind"] in ("shapes", "damsm_shapes"):
+        c = shapes_config.build("attngan" if p["kind"] == "shapes" else "damsm", "full")
     else:
         c = (damsm_birds if p["kind"] == "damsm" else attngan_birds).get_config()
         with c.unlocked():
@@ -76,7 +77,7 @@ def make_config(preset: str, dtype: str):
 def make_spec(preset: str, config) -> ModelSpec:
     """The networks of a preset: its config's, with the preset's vocabulary size."""
     p = bc.PRESETS[preset]
-    vocab = len(shapes.IXTOWORD) if p["kind"] == "shapes" else p["vocab_size"]
+    vocab = len(shapes.IXTOWORD) if p["kind"] in ("shapes", "damsm_shapes") else p["vocab_size"]
     return ModelSpec.from_config(config, vocab_size=vocab)
 
 
@@ -142,6 +143,17 @@ def build(preset: str, config, batch: int):
             return state, make_batch(spec, batch)
 
         return damsm.make_train_step(config, spec, tx, steps_per_epoch=100), (0,), damsm_args
+    if kind == "damsm_shapes":  # the small trunk trained from scratch, mirrored negatives
+        size = max(spec.image_sizes)
+        tx = damsm.optimizer_for(spec, size)
+
+        def damsm_shapes_args():
+            init = lambda k: damsm.init_state(spec, k, size, tx)  # noqa: E731
+            return jax.jit(init)(jax.random.key(0)), make_batch(spec, batch)
+
+        tables = negatives.swap_tables(shapes.IXTOWORD) if config.damsm.mirror_negatives else None
+        step = damsm.make_train_step(config, spec, tx, steps_per_epoch=100, tables=tables)
+        return step, (0,), damsm_shapes_args
     if kind == "sample":
         text = factory.text_encoder(spec)
 

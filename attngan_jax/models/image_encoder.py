@@ -27,6 +27,7 @@ shapes data on a CPU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -79,11 +80,14 @@ class SmallTrunk(nn.Module):
         """
         if len(self.widths) < 3:
             raise ValueError(f"SmallTrunk needs at least 3 widths, got {self.widths}")
-        x = BasicConv2d(self.widths[0], 3, 2, 1, self.dtype, name="stem")(x, train)  # H/2
+        # grad="auto": on CPU the padded convs on 2x2 maps (the last stage at 32x32 inputs) run as
+        # matmuls over their patches, 10-20x faster than XLA:CPU's convolution there.
+        conv = functools.partial(BasicConv2d, dtype=self.dtype, grad="auto")
+        x = conv(self.widths[0], 3, 2, 1, name="stem")(x, train)  # H/2
         local = x
         for i, w in enumerate(self.widths[1:], start=1):
-            x = BasicConv2d(w, 3, 2, 1, self.dtype, name=f"stage{i}_down")(x, train)  # H/2
-            x = BasicConv2d(w, 3, 1, 1, self.dtype, name=f"stage{i}_conv")(x, train)
+            x = conv(w, 3, 2, 1, name=f"stage{i}_down")(x, train)  # H/2
+            x = conv(w, 3, 1, 1, name=f"stage{i}_conv")(x, train)
             if i == len(self.widths) - 2:
                 local = x
         if self.spatial_global:

@@ -100,6 +100,8 @@ class BasicConv2d(nn.Module):
         stride: stride in both axes.
         padding: torch padding (ph, pw) or int, applied symmetrically.
         dtype: computation dtype.
+        grad: :func:`attngan_jax.models.layers.conv2d`'s method; ``"xla"`` (Inception-v3, whose
+            measured layers are fastest there), ``"auto"`` for :class:`SmallTrunk`'s tiny maps.
     """
 
     features: int
@@ -107,6 +109,7 @@ class BasicConv2d(nn.Module):
     stride: int = 1
     padding: int | tuple[int, int] = 0
     dtype: Dtype | None = None
+    grad: str = "xla"
 
     def setup(self):
         """Declares the ``conv`` kernel and the ``bn`` BatchNorm (torchvision's names)."""
@@ -123,7 +126,7 @@ class BasicConv2d(nn.Module):
         dtype = self.dtype or jnp.result_type(x, kernel)
         ph, pw = _pair(self.padding)
         s = (self.stride, self.stride)
-        return conv2d(x.astype(dtype), kernel.astype(dtype), s, ((ph, ph), (pw, pw)), grad="xla")
+        return conv2d(x.astype(dtype), kernel.astype(dtype), s, ((ph, ph), (pw, pw)), self.grad)
 
     def activate(self, y: Array, train: bool) -> Array:
         """BatchNorm and ReLU of a convolution output (B, H', W', features)."""

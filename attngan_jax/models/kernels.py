@@ -177,6 +177,34 @@ conv_matmul_grad = _xla_forward_conv(_matmul_grads)
 matmuls (the kernel gradient ``patchesᵀ · dz``, the input gradient ``dz · Wᵀ`` scattered back)."""
 
 
+# --- convolution as one matmul over its patches (forward and gradients) ---------------------------
+
+
+def conv_im2col(x: Array, w: Array, strides, padding) -> Array:
+    """A convolution as one matmul over its input patches; its gradients are JAX's of that.
+
+    The forward is ``im2col(pad(x)) · W`` (B·Ho·Wo rows, kh·kw·Ci columns), so the kernel gradient
+    is ``patchesᵀ · dz`` and the input gradient ``dz · Wᵀ`` added back tap by tap. For padded
+    convolutions on tiny outputs (2×2 and smaller) XLA:CPU's own convolution ran 10-20x slower
+    than this in both directions (docs/performance.md).
+
+    Args:
+        x: (B, H, W, Ci).
+        w: (kh, kw, Ci, Co).
+        strides: (sh, sw).
+        padding: ((top, bottom), (left, right)).
+
+    Returns:
+        (B, Ho, Wo, Co), equal to :func:`conv_nhwc` up to float32 summation order.
+    """
+    kh, kw, ci, co = w.shape
+    ho = (x.shape[1] + sum(padding[0]) - kh) // strides[0] + 1
+    wo = (x.shape[2] + sum(padding[1]) - kw) // strides[1] + 1
+    xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+    cols = _im2col(xp, (kh, kw), strides, (ho, wo))  # (B, Ho, Wo, kh·kw·Ci)
+    return jnp.einsum("bhwk,ko->bhwo", cols, w.reshape(kh * kw * ci, co))
+
+
 # --- strided convolution whose gradients are stride-1 convolutions on space-to-depth inputs -------
 
 

@@ -191,6 +191,11 @@ _MATMUL_GRAD_MAX_OUT = 64
 _MATMUL_GRAD_MIN_KERNEL = 2**20
 """Smallest kernel (elements) for that: the gains were on kernels of millions of elements, while
 including every small map made the shapes demo's small discriminator slower and longer to compile."""
+_IM2COL_MAX_OUT = 4
+"""Largest output ``H·W`` for which ``conv2d(..., grad="auto")`` computes a *padded* convolution as
+one matmul over its patches (:func:`~attngan_jax.models.kernels.conv_im2col`), forward included:
+XLA:CPU's forward was 22x and its gradients 15x slower on the shapes demo's 3×3 256→256 conv on
+2×2 maps (docs/performance.md)."""
 
 
 def conv2d(
@@ -212,6 +217,12 @@ def conv2d(
     pixels (8×8) and the kernel at least 2^20 elements, else ``"xla"``. Same values; the gradients
     differ by float32 summation order.
 
+    ``grad="im2col"`` (:func:`~attngan_jax.models.kernels.conv_im2col`) computes the forward too
+    as one matmul over the patches, with JAX's gradients of it. XLA:CPU's convolutions on tiny
+    padded maps (a 3×3 conv on 2×2, or stride 2 from 4×4 to 2×2) ran at a few GFLOP/s in both
+    directions; ``"auto"`` = ``"im2col"`` on CPU for padded convolutions with at most 4 output
+    pixels. Same values up to float32 summation order.
+
     ``grad="s2d"`` (:data:`~attngan_jax.models.kernels.conv_s2d_grad`; strided convolutions whose
     kernel size is a multiple of the stride, e.g. the discriminators' 4×4 stride-2 downsampling
     convs) keeps XLA's strided forward and computes both gradients as the gradients of the equal
@@ -226,7 +237,7 @@ def conv2d(
         w: (kh, kw, Ci, Co).
         strides: (sh, sw).
         padding: ((top, bottom), (left, right)).
-        grad: ``"auto"``, ``"xla"``, ``"matmul"`` or ``"s2d"``.
+        grad: ``"auto"``, ``"xla"``, ``"matmul"``, ``"im2col"`` or ``"s2d"``.
 
     Returns:
         (B, Ho, Wo, Co).
@@ -237,15 +248,20 @@ def conv2d(
         ho = (x.shape[1] + sum(padding[0]) - w.shape[0]) // strides[0] + 1
         wo = (x.shape[2] + sum(padding[1]) - w.shape[1]) // strides[1] + 1
         small = ho * wo <= _MATMUL_GRAD_MAX_OUT and w.size >= _MATMUL_GRAD_MIN_KERNEL
+        tiny_padded = ho * wo <= _IM2COL_MAX_OUT and any(p > 0 for pair in padding for p in pair)
         foldable = kernels.s2d_applies(w.shape, strides)
         if jax.default_backend() != "cpu":
             grad = "xla"
+        elif tiny_padded:
+            grad = "im2col"
         else:
             grad = "matmul" if small else "s2d" if foldable else "xla"
     if grad == "xla":
         return kernels.conv_nhwc(x, w, strides, padding)
     if grad == "matmul":
         return kernels.conv_matmul_grad(x, w, strides, padding)
+    if grad == "im2col":
+        return kernels.conv_im2col(x, w, strides, padding)
     if grad == "s2d":
         if not kernels.s2d_applies(w.shape, strides):
             raise ValueError(
@@ -253,7 +269,7 @@ def conv2d(
                 f"{w.shape[:2]} and strides {strides}"
             )
         return kernels.conv_s2d_grad(x, w, strides, padding)
-    raise ValueError(f"grad must be 'auto', 'xla', 'matmul' or 's2d', got {grad!r}")
+    raise ValueError(f"grad must be 'auto', 'xla', 'matmul', 'im2col' or 's2d', got {grad!r}")
 
 
 class Conv(nn.Module):

@@ -207,6 +207,44 @@ def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
 @pytest.mark.parametrize(
     "x_shape, k, stride, pad",
     [
+        ((2, 2, 2, 6), 3, 1, 1),  # the small trunk's last conv at 32x32 inputs (2x2 maps)
+        ((2, 4, 4, 5), 3, 2, 1),  # its stride-2 conv from 4x4 to 2x2
+        ((3, 7, 5, 4), 3, 2, 0),
+        ((1, 1, 1, 3), 3, 1, 1),
+    ],
+)
+def test_conv2d_im2col_equals_xla(x_shape, k, stride, pad):
+    """layers.conv2d: the convolution as one matmul over its patches equals XLA's, gradients too."""
+    from attngan_jax.models.layers import conv2d
+
+    kx, kw, kg = jax.random.split(jax.random.key(2), 3)
+    x = jax.random.normal(kx, x_shape)
+    w = jax.random.normal(kw, (k, k, x_shape[-1], 7))
+    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
+    y = conv2d(x, w, strides, padding, "xla")
+    np.testing.assert_allclose(conv2d(x, w, strides, padding, "im2col"), y, rtol=1e-5, atol=1e-5)
+    g = jax.random.normal(kg, y.shape)
+    _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "im2col")
+
+
+def test_conv2d_auto_takes_im2col_only_for_tiny_padded_maps(monkeypatch):
+    """``grad="auto"`` on CPU: im2col for padded convs with <= 4 output pixels, not otherwise."""
+    from attngan_jax.models import kernels
+    from attngan_jax.models.layers import conv2d
+
+    calls = []
+    real = kernels.conv_im2col
+    monkeypatch.setattr(kernels, "conv_im2col", lambda *a: calls.append(a[0].shape) or real(*a))
+    w = jnp.ones((3, 3, 4, 4))
+    conv2d(jnp.ones((1, 2, 2, 4)), w, (1, 1), ((1, 1), (1, 1)), "auto")  # 2x2 out, padded
+    conv2d(jnp.ones((1, 4, 4, 4)), w, (1, 1), ((1, 1), (1, 1)), "auto")  # 4x4 out
+    conv2d(jnp.ones((1, 4, 4, 4)), w, (1, 1), ((0, 0), (0, 0)), "auto")  # 2x2 out, no padding
+    assert calls == ([(1, 2, 2, 4)] if jax.default_backend() == "cpu" else [])
+
+
+@pytest.mark.parametrize(
+    "x_shape, k, stride, pad",
+    [
         ((2, 8, 8, 6), 4, 2, 1),  # the discriminators' downsampling conv
         ((2, 9, 7, 3), 4, 2, 1),  # odd sizes: the folded input gets a zero row/column
         ((1, 12, 12, 2), 6, 3, 2),
