@@ -95,6 +95,9 @@ def base_config() -> mlc.ConfigDict:
     c.data.sort_by_length = True  # the original sorts each batch by caption length
     c.data.worker_count = 0
     c.data.read_threads = 16  # records read ahead in threads (pipeline.make_loader)
+    # Keep each record's decoded pyramid in memory (pipeline.make_loader's cache_images): only
+    # without random crops and flips, and only where the images fit in RAM.
+    c.data.cache_images = False
     c.data.shapes = mlc.ConfigDict(
         {"num_train": 4000, "num_test": 500, "image_size": 64, "seed": 0}
     )
@@ -386,6 +389,13 @@ def validate(config: mlc.ConfigDict) -> None:
             )  # fmt: skip
         if max(pyramid) > 256:
             raise _bad("model.base_size", base, f"the discriminators go up to 256 ({pyramid})")
+    d = config.data
+    if d.cache_images and (d.random_crop or d.random_flip):
+        raise _bad(
+            "data.cache_images", True,
+            "keeps one decoded pyramid per record: set --config.data.random_crop=False and "
+            "--config.data.random_flip=False, or leave it off",
+        )  # fmt: skip
     gan = config.gan
     for key in ("recolour_negatives", "reshape_negatives"):
         if gan[key] and not (gan.mirror_negatives_d or gan.mirror_negatives_g):

@@ -525,6 +525,7 @@ def test_every_config_validates(tmp_path, name):
             r"base_size=128: the discriminators go up to 256 \(\(128, 256, 512",
         ),
         ("gan.recolour_negatives", True, r"--config\.gan\.recolour_negatives=True"),
+        ("data.cache_images", True, r"cache_images=True: .*--config\.data\.random_crop=False"),
         ("gan.damsm_checkpoint", "", r"--config\.gan\.damsm_checkpoint='': AttnGAN training needs"),
         ("gan.damsm_checkpoint", "/nope", r"damsm_checkpoint='/nope': no DAMSM encoders in it"),
         ("data.manual_dir", "", r"--config\.data\.manual_dir='': birds is not prepared"),

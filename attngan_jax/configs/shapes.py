@@ -47,6 +47,10 @@ def build(phase: str, variant: str = "full") -> mlc.ConfigDict:
     # Small local records: reading them in the training thread is cheaper than grain's read-ahead
     # (benchmarks/pipeline_overhead.py; docs/performance.md).
     c.data.read_threads = 0
+    # No crops or flips, so each record's 16/32-px pyramid never changes: decoded once and kept
+    # (61 MB). Reading, decoding and resizing 16 PNGs had cost the training thread ~40 ms per
+    # GAN batch (docs/performance.md).
+    c.data.cache_images = True
     c.data.shapes.image_size = 64  # downsampled by the loader to the stages' sizes
 
     # ---- model: two stages, 16x16 -> 32x32 (data.image_sizes is derived from these). At 32 -> 64

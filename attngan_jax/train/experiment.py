@@ -103,6 +103,7 @@ def make_loader(config, data_path: str, split: str, batch_size: int, seed: int, 
         sort_by_length=d.sort_by_length,
         worker_count=d.worker_count if train else 0,
         read_threads=d.read_threads,
+        cache_images=d.cache_images,
     )
 
 

@@ -259,6 +259,19 @@ def test_worker_count_gives_same_batches(prepared):
     del resumed
 
 
+def test_cached_images_give_same_batches_and_are_read_once(prepared):
+    """cache_images: three epochs read each record's image once and give the uncached batches."""
+    kw = dict(seed=3, random_crop=False, random_flip=False)
+    n = 3 * N_TRAIN // 4  # batches of 4: three epochs
+    ref = take(loader(prepared, **kw), n)
+    before = pipeline.image_read_stats()["records"]
+    got = take(loader(prepared, cache_images=True, **kw), n)
+    assert pipeline.image_read_stats()["records"] - before == N_TRAIN
+    assert all(same(x, y) for x, y in zip(ref, got))
+    with pytest.raises(ValueError, match="random_crop=False and random_flip=False"):
+        loader(prepared, cache_images=True, random_crop=True, random_flip=False)
+
+
 def test_read_threads_give_same_batches_and_resume_across(prepared):
     ref = take(loader(prepared, seed=5, read_threads=16), 3)
     it = iter(loader(prepared, seed=5, read_threads=0))
