@@ -4,7 +4,7 @@ Run (this is also what ``python train.py`` without flags does)::
 
     python train.py --config=configs/shapes.py --workdir=runs/shapes
 
-That is DAMSM for 7 epochs and a 16x16 -> 32x32 AttnGAN for 5,000 steps (docs/shapes_demo.md has
+That is DAMSM for 7 epochs and a 16x16 -> 32x32 AttnGAN for 7,500 steps (docs/shapes_demo.md has
 what it reaches, how each value below was measured, and its time on each machine). The 32 -> 64
 variant needs ~7,500 GAN steps::
 
@@ -139,10 +139,10 @@ def build(phase: str, variant: str = "full") -> mlc.ConfigDict:
 def _evals(c: mlc.ConfigDict) -> None:
     """The demo's evaluations during training and its best model (not its training recipe).
 
-    Caption fidelity and R-precision of the EMA generator at 4 points of the 5,000 GAN steps
-    (every 1,250 and the last), on 256 of the 500 test captions, sized to add at most 10 % to the
-    demo's training time on 2 CPU cores (measured: 2.2 % of the GAN phase, 0.7 % of DAMSM's;
-    ``benchmarks/eval_overhead.py``, docs/evaluation.md). DAMSM pretraining reports its held-out
+    Caption fidelity and R-precision of the EMA generator at 6 points of the 7,500 GAN steps
+    (every 1,250), on 256 of the 500 test captions, sized to add at most 10 % to the demo's
+    training time on 2 CPU cores (measured with 4 points in 5,000 steps: 2.2 % of the GAN phase,
+    0.7 % of DAMSM's; ``benchmarks/eval_overhead.py``, docs/evaluation.md). DAMSM pretraining reports its held-out
     retrieval accuracy every 250 of its ~875 steps. The best model by both-colours fidelity (the
     hardest criterion the demo learns, docs/shapes_demo.md) is kept in ``WORKDIR/attngan/best/``.
     """

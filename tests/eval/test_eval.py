@@ -210,3 +210,25 @@ def test_evaluator_shares_add_up_to_one_process():
     c2.hits["position"], c2.counts["position"], c2.n = 2, 2, 4
     c1.set_total([c1.state(), c2.state()])
     assert c1.result()["position"] == 0.75 and c1.result()["n"] == 7
+
+
+def test_demo_figure_script_draws_the_test_captions(shapes, tmp_path):
+    """scripts/demo_figure.py: a grid of (image, caption, verdicts) cells for the test captions."""
+    import importlib.util
+
+    from paths import REPO
+
+    _, data, model, _ = shapes
+    spec = importlib.util.spec_from_file_location(
+        "demo_figure", os.path.join(REPO, "scripts", "demo_figure.py")
+    )
+    demo_figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_figure)
+    captions = demo_figure.test_captions(data, 2, 3)
+    assert len(captions) == 3 and all(" " in c for c in captions)
+    out = str(tmp_path / "fig.png")
+    demo_figure.main([f"--model={model}", f"--data={data}", "--num=3", "--cols=2", f"--out={out}"])
+    side = 4 * max(json.load(open(os.path.join(model, "model.json")))["image_sizes"])
+    assert Image.open(out).size == (2 * (side + 200), 2 * side)
+    with pytest.raises(SystemExit, match="only .* test captions name 2"):
+        demo_figure.test_captions(data, 2, 1000)
