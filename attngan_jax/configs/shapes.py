@@ -1,4 +1,4 @@
-r"""The captioned-shapes demo: DAMSM pretraining then AttnGAN, 12.5-25 minutes on 2 CPU cores.
+r"""The captioned-shapes demo: DAMSM pretraining then AttnGAN, ~21 minutes on 2 CPU cores.
 
 Run (this is also what ``python train.py`` without flags does)::
 
@@ -141,8 +141,8 @@ def _evals(c: mlc.ConfigDict) -> None:
 
     Caption fidelity and R-precision of the EMA generator at 6 points of the 7,500 GAN steps
     (every 1,250), on 256 of the 500 test captions, sized to add at most 10 % to the demo's
-    training time on 2 CPU cores (measured with 4 points in 5,000 steps: 2.2 % of the GAN phase,
-    0.7 % of DAMSM's; ``benchmarks/eval_overhead.py``, docs/evaluation.md). DAMSM pretraining reports its held-out
+    training time on 2 CPU cores (measured at 8b9157a: 2.3 % of the GAN phase, 1.2 % of DAMSM's;
+    ``benchmarks/eval_overhead.py``, docs/evaluation.md). DAMSM pretraining reports its held-out
     retrieval accuracy every 250 of its ~875 steps. The best model by both-colours fidelity (the
     hardest criterion the demo learns, docs/shapes_demo.md) is kept in ``WORKDIR/attngan/best/``.
     """
