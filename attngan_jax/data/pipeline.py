@@ -339,15 +339,13 @@ class _HostBlock(grain.transforms.Map):
         crops = zip(block.pop("crop_top"), block.pop("crop_left"), block.pop("crop_flip"))
         cache = {} if self.cache is None else self.cache
         todo = [(int(i), c) for i, c in zip(block["index"], crops) if int(i) not in cache]
-        new = {}
         for (data, box), (i, (top, left, flip)) in zip(
             self.images.read([i for i, _ in todo]) if todo else [], todo
         ):
             image = decode_stored(data, box)
-            new[i] = apply_crop(
+            cache[i] = apply_crop(
                 image, self.image_sizes, int(top), int(left), bool(flip), self.random_crop
             )
-        cache.update(new)
         pyramids = [cache[int(i)] for i in block["index"]]
         for s in self.image_sizes:
             block[f"image_{s}"] = np.stack([p[s] for p in pyramids])  # (b, s, s, 3)

@@ -34,6 +34,13 @@ def conv_nhwc(x: Array, w: Array, strides, padding) -> Array:
     )
 
 
+def conv_out_hw(x_shape, kernel_hw, strides, padding) -> tuple[int, int]:
+    """(Ho, Wo) of a convolution of an NHWC ``x_shape`` with explicit ``padding``."""
+    return tuple(
+        (x_shape[1 + a] + sum(padding[a]) - kernel_hw[a]) // strides[a] + 1 for a in range(2)
+    )
+
+
 def _tap_indices(kernel_hw, strides, out_hw) -> list[tuple[slice, slice, slice]]:
     """Per kernel tap (row-major), the index of the padded-input pixels it multiplies."""
     (kh, kw), (sh, sw), (ho, wo) = kernel_hw, strides, out_hw
@@ -198,10 +205,9 @@ def conv_im2col(x: Array, w: Array, strides, padding) -> Array:
         (B, Ho, Wo, Co), equal to :func:`conv_nhwc` up to float32 summation order.
     """
     kh, kw, ci, co = w.shape
-    ho = (x.shape[1] + sum(padding[0]) - kh) // strides[0] + 1
-    wo = (x.shape[2] + sum(padding[1]) - kw) // strides[1] + 1
     xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-    cols = _im2col(xp, (kh, kw), strides, (ho, wo))  # (B, Ho, Wo, kh·kw·Ci)
+    out_hw = conv_out_hw(x.shape, (kh, kw), strides, padding)
+    cols = _im2col(xp, (kh, kw), strides, out_hw)  # (B, Ho, Wo, kh·kw·Ci)
     return jnp.einsum("bhwk,ko->bhwo", cols, w.reshape(kh * kw * ci, co))
 
 

@@ -245,8 +245,7 @@ def conv2d(
     strides = tuple(strides)
     padding = tuple(tuple(p) for p in padding)
     if grad == "auto":
-        ho = (x.shape[1] + sum(padding[0]) - w.shape[0]) // strides[0] + 1
-        wo = (x.shape[2] + sum(padding[1]) - w.shape[1]) // strides[1] + 1
+        ho, wo = kernels.conv_out_hw(x.shape, w.shape[:2], strides, padding)
         small = ho * wo <= _MATMUL_GRAD_MAX_OUT and w.size >= _MATMUL_GRAD_MIN_KERNEL
         tiny_padded = ho * wo <= _IM2COL_MAX_OUT and any(p > 0 for pair in padding for p in pair)
         foldable = kernels.s2d_applies(w.shape, strides)

@@ -178,6 +178,18 @@ def _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, method):
         np.testing.assert_allclose(a, r, atol=1e-5 * float(np.max(np.abs(r))))
 
 
+def _conv2d_case(x_shape, k, stride, pad, features, seed):
+    """``(x, w, strides, padding, y, g)``: random input and kernel, XLA's output y and a cotangent."""
+    from attngan_jax.models.layers import conv2d
+
+    kx, kw, kg = jax.random.split(jax.random.key(seed), 3)
+    x = jax.random.normal(kx, x_shape)
+    w = jax.random.normal(kw, (k, k, x_shape[-1], features))
+    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
+    y = conv2d(x, w, strides, padding, "xla")
+    return x, w, strides, padding, y, jax.random.normal(kg, y.shape)
+
+
 @pytest.mark.parametrize(
     "x_shape, k, stride, pad",
     [
@@ -191,17 +203,12 @@ def test_conv2d_matmul_gradients_equal_xla(x_shape, k, stride, pad):
     """layers.conv2d: the im2col/col2im gradients equal XLA's transposed convolutions."""
     from attngan_jax.models.layers import conv2d
 
-    kx, kw, kg = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(kx, x_shape)
-    w = jax.random.normal(kw, (k, k, x_shape[-1], 7))
-    padding = ((pad, pad), (pad, pad))
-    y = conv2d(x, w, (stride, stride), padding, "xla")
-    g = jax.random.normal(kg, y.shape)
-    np.testing.assert_array_equal(conv2d(x, w, (stride, stride), padding, "matmul"), y)
+    x, w, strides, padding, y, g = _conv2d_case(x_shape, k, stride, pad, 7, seed=0)
+    np.testing.assert_array_equal(conv2d(x, w, strides, padding, "matmul"), y)
 
-    _assert_conv2d_gradients_equal_xla(x, w, (stride, stride), padding, g, "matmul")
+    _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "matmul")
     with pytest.raises(ValueError, match="matmul"):
-        conv2d(x, w, (stride, stride), padding, "fft")
+        conv2d(x, w, strides, padding, "fft")
 
 
 @pytest.mark.parametrize(
@@ -217,13 +224,8 @@ def test_conv2d_im2col_equals_xla(x_shape, k, stride, pad):
     """layers.conv2d: the convolution as one matmul over its patches equals XLA's, gradients too."""
     from attngan_jax.models.layers import conv2d
 
-    kx, kw, kg = jax.random.split(jax.random.key(2), 3)
-    x = jax.random.normal(kx, x_shape)
-    w = jax.random.normal(kw, (k, k, x_shape[-1], 7))
-    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
-    y = conv2d(x, w, strides, padding, "xla")
+    x, w, strides, padding, y, g = _conv2d_case(x_shape, k, stride, pad, 7, seed=2)
     np.testing.assert_allclose(conv2d(x, w, strides, padding, "im2col"), y, rtol=1e-5, atol=1e-5)
-    g = jax.random.normal(kg, y.shape)
     _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "im2col")
 
 
@@ -256,14 +258,9 @@ def test_conv2d_s2d_gradients_equal_xla(x_shape, k, stride, pad):
     from attngan_jax.models.kernels import conv_s2d
     from attngan_jax.models.layers import conv2d
 
-    kx, kw, kg = jax.random.split(jax.random.key(1), 3)
-    x = jax.random.normal(kx, x_shape)
-    w = jax.random.normal(kw, (k, k, x_shape[-1], 5))
-    strides, padding = (stride, stride), ((pad, pad), (pad, pad))
-    y = conv2d(x, w, strides, padding, "xla")
+    x, w, strides, padding, y, g = _conv2d_case(x_shape, k, stride, pad, 5, seed=1)
     np.testing.assert_array_equal(conv2d(x, w, strides, padding, "s2d"), y)  # XLA's forward
     np.testing.assert_allclose(conv_s2d(x, w, strides, padding), y, rtol=1e-5, atol=1e-5)
-    g = jax.random.normal(kg, y.shape)
 
     _assert_conv2d_gradients_equal_xla(x, w, strides, padding, g, "s2d")
 
